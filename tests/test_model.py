@@ -1,0 +1,97 @@
+"""The model and optimizer on CPU: causality, layer pattern, warm-up restore, Newton-Schulz."""
+import dataclasses
+
+import pytest
+import torch
+
+import train_gpt as T
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    cfg = T.parse_args(["--smoke", "--seq_len=64", "--val_seq_len=64", "--warmup_steps=2"])
+    runtime = T.select_runtime(cfg)
+    return cfg, runtime
+
+
+def test_no_token_sees_the_future(tiny):
+    cfg, runtime = tiny
+    model = T.build_model(cfg, runtime)
+    with torch.no_grad():  # zero-initialized output layers would hide any leak: randomize every weight
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 50000, (64,), generator=generator)
+    tokens[[5, 30]] = T.EOT_TOKEN
+    window = torch.tensor(3)
+    base = model.logits(tokens, window)
+    for t in (0, 17, 40, 62):
+        changed = tokens.clone()
+        changed[t + 1:] = torch.randint(0, 50000, (63 - t,), generator=generator)
+        logits = model.logits(changed, window)
+        torch.testing.assert_close(logits[0, :t + 1], base[0, :t + 1], rtol=0, atol=0)
+        assert not torch.allclose(logits[0, t + 1:], base[0, t + 1:])
+
+
+def test_layer_pattern_matches_the_record():
+    assert [T.value_embed_index(i, 12) for i in range(12)] == [0, 1, 2, None, None, None, None, None, None, 0, 1, 2]
+    assert [i for i in range(12) if T.uses_long_window(i, 12)] == [0, 4, 7, 11]
+    cfg = T.Hyperparameters()
+    model = T.GPT(dataclasses.replace(cfg, model_dim=64, num_heads=2, head_dim=32, vocab_size=300),
+                  T.DenseAttentionBackend(128), max_seq_len=128)
+    assert [i for i, b in enumerate(model.blocks) if b.attn is None] == [7]
+    assert model.lm_head.weight.shape == (384, 64)  # vocabulary padded to a multiple of 128
+    assert T.padded_vocab_size(50257) == 50304
+    for name, p in model.named_parameters():
+        if name.endswith("c_proj.weight") or name == "lm_head.weight":
+            assert not p.any(), f"{name} must start at zero"
+
+
+def test_warm_up_leaves_model_and_optimizers_as_initialized(tiny):
+    cfg, runtime = tiny
+    model = T.build_model(cfg, runtime)
+    optimizers = T.build_optimizers(model, cfg, runtime)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt_before = [o.state_dict() for o in optimizers]
+    T.warm_up(model, model, optimizers, cfg, runtime, T.WindowTensors(runtime.device), log=lambda *_: None)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    for opt, state in zip(optimizers, opt_before):
+        assert not opt.state_dict()["state"] and not state["state"]
+        assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in state["param_groups"]]
+    # and a training step after warm-up equals one on a fresh model
+    fresh = T.build_model(cfg, runtime)
+    fresh_opts = T.build_optimizers(fresh, cfg, runtime)
+    batch = next(T.random_batches(cfg, cfg.seq_len, runtime.device))
+    for m, opts in ((model, optimizers), (fresh, fresh_opts)):
+        T.train_step(m, m, opts, iter([batch] * 8), torch.tensor(2), 0, cfg, runtime)
+    for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (96, 32), (32, 160), (3, 48, 48)])
+def test_newton_schulz_orthogonalizes(shape):
+    torch.manual_seed(0)
+    grad = torch.randn(shape, dtype=torch.float64)
+    out = T.newton_schulz(grad, steps=5).double()
+    assert out.shape == grad.shape
+    u, s, vh = torch.linalg.svd(grad, full_matrices=False)
+    # the output keeps the singular vectors and maps each singular value into a band around 1 (not
+    # exactly 1: the quintic trades accuracy for a steep slope at zero); values below ~1/500 of the
+    # Frobenius norm need more than 5 steps to get there
+    mapped = (u.mT @ out @ vh.mT).diagonal(dim1=-2, dim2=-1)
+    reachable = s / grad.norm(dim=(-2, -1), keepdim=True).squeeze(-1) > 0.005
+    assert reachable.float().mean() > 0.9
+    assert (mapped[reachable] > 0.5).all() and (mapped < 1.5).all()
+    off_diagonal = u.mT @ out @ vh.mT - torch.diag_embed(mapped)
+    assert off_diagonal.abs().max() < 0.05  # bfloat16 rounding, no mixing of singular directions
+
+
+def test_every_parameter_has_one_optimizer(tiny):
+    cfg, runtime = tiny
+    model = T.build_model(cfg, runtime)
+    adam, muon = T.build_optimizers(model, cfg, runtime)
+    owners = [id(p) for opt in (adam, muon) for g in opt.param_groups for p in g["params"]]
+    assert sorted(owners) == sorted(id(p) for p in model.parameters())
+    assert all(p.ndim >= 2 for g in muon.param_groups for p in g["params"])
+    assert model.lm_head.weight in adam.param_groups[0]["params"]

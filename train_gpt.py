@@ -1,0 +1,1011 @@
+"""NanoGPT speedrun trainer: GPT-2 small on FineWeb token shards, after the February-2025 record.
+
+    torchrun --standalone --nproc_per_node=8 train_gpt.py      # the full run (run.sh)
+    python train_gpt.py --smoke                                  # tiny CPU run on committed sample text
+    python train_gpt.py --num_iterations=200 --seq_len=16384     # any constant below, as --name=value
+"""
+import copy
+import dataclasses
+import glob
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+# -----------------------------------------------------------------------------
+# Constants: edit here or override on the command line as --name=value
+
+
+@dataclass
+class Hyperparameters:
+    # data
+    train_files: str = "data/fineweb10B/fineweb_train_*.bin"  # glob of training token shards
+    val_files: str = "data/fineweb10B/fineweb_val_*.bin"  # glob of validation token shards
+    val_tokens: int = 10_485_760  # validation tokens, fixed so that runs compare
+    # batch
+    seq_len: int = 48 * 1024  # tokens per micro-step on one GPU (one packed sequence)
+    val_seq_len: int = 4 * 64 * 1024  # tokens per validation forward on one GPU
+    global_batch_seqs: int = 8  # sequences per optimizer step over all GPUs; 8/N micro-steps per GPU
+    # model
+    vocab_size: int = 50257  # GPT-2 vocabulary; the head is padded to a multiple of 128
+    num_layers: int = 12  # transformer blocks, half encoder and half decoder of the U-net
+    model_dim: int = 768  # residual stream width
+    num_heads: int = 6  # attention heads per layer
+    head_dim: int = 128  # width of each attention head
+    no_attn_layer: int = 7  # index of the block without attention (the record's 8th layer); -1 for none
+    attn_scale: float = 0.12  # attention logit scale, in place of head_dim ** -0.5
+    logit_cap: float = 15.0  # logits = 2 * cap * sigmoid(2 * z / cap)
+    # attention windows
+    attn_block_size: int = 128  # FlexAttention block; windows grow in whole blocks
+    window_max_tokens: int = 1728  # long window at the end of training (rounded up to a block)
+    # optimization
+    num_iterations: int = 1770  # optimizer steps; the schedules span this many
+    stop_step: int = 0  # end the run early after this many steps, schedules unchanged (0: run them all)
+    cooldown_frac: float = 0.4  # final fraction of steps over which the learning rates decay
+    final_lr_frac: float = 0.1  # learning rate multiplier at the last step
+    adam_head_lr: float = 0.008  # Adam learning rate of the lm_head
+    adam_embed_lr: float = 0.6  # Adam learning rate of token and value embeddings
+    adam_scalar_lr: float = 0.04  # Adam learning rate of gains and mixing scalars
+    adam_beta1: float = 0.8  # Adam first-moment decay
+    adam_beta2: float = 0.95  # Adam second-moment decay
+    adam_eps: float = 1e-10  # Adam epsilon
+    muon_lr: float = 0.05  # Muon learning rate of hidden matrices
+    muon_momentum: float = 0.95  # Muon momentum after warmup
+    muon_momentum_start: float = 0.85  # Muon momentum at step 0
+    muon_momentum_warmup_steps: int = 300  # steps over which Muon momentum rises linearly
+    muon_ns_steps: int = 5  # Newton-Schulz iterations per Muon update
+    # run
+    val_loss_every: int = 125  # validate every this many steps (0: only at the end)
+    warmup_steps: int = 3  # compile warm-up steps on random tokens, undone before the clock starts
+    seed: int = 0  # random seed of initialization
+    device: str = "auto"  # "cuda", "cpu", or "auto" (cuda when present)
+    coordinate_descent_tuning: bool = False  # inductor kernel autotuning: compile took over 4.5 min on an H200 (DEVLOG)
+    log_dir: str = "logs"  # where logs/<run id>.txt goes
+
+
+# --smoke: a tiny configuration of the same model for CPU; explicit overrides still win
+SMOKE_PRESET = dict(
+    train_files="data/smoke/smoke_train_*.bin", val_files="data/smoke/smoke_val_*.bin", val_tokens=8192,
+    seq_len=128, val_seq_len=256, model_dim=64, num_heads=2, head_dim=32, attn_block_size=16,
+    window_max_tokens=112, num_iterations=40, val_loss_every=10, warmup_steps=1, device="cpu",
+    muon_momentum_warmup_steps=20,
+)
+
+
+class RunError(Exception):
+    """A problem with the configuration, data or environment, reported as one line."""
+
+
+class DataError(RunError):
+    """A missing, malformed or inconsistent data shard."""
+
+
+# -----------------------------------------------------------------------------
+# Command-line overrides
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (use 1/0, true/false)")
+
+
+def parse_args(argv: list[str]) -> Hyperparameters:
+    """Builds the configuration: defaults, then the --smoke preset, then --name=value overrides."""
+    fields = {f.name: f for f in dataclasses.fields(Hyperparameters)}
+    overrides, smoke = {}, False
+    for arg in argv:
+        if arg == "--smoke":
+            smoke = True
+            continue
+        if not arg.startswith("--") or "=" not in arg:
+            raise RunError(f"cannot parse argument {arg!r}: use --name=value or --smoke")
+        name, text = arg[2:].split("=", 1)
+        if name not in fields:
+            raise RunError(f"unknown constant {name!r}; valid names: {', '.join(fields)}")
+        kind = fields[name].type
+        try:
+            overrides[name] = parse_bool(text) if kind is bool else kind(text)
+        except ValueError as e:
+            raise RunError(f"--{name}={text}: expected {kind.__name__} ({e})")
+    values = {**(SMOKE_PRESET if smoke else {}), **overrides}
+    return Hyperparameters(**values)
+
+
+def changed_constants(cfg: Hyperparameters) -> dict:
+    """The constants that differ from the defaults at the top of this file."""
+    default = Hyperparameters()
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+            if getattr(cfg, f.name) != getattr(default, f.name)}
+
+
+# -----------------------------------------------------------------------------
+# Shard files: modded-nanogpt token shards and their per-token byte shards
+
+TOKEN_SHARD_MAGIC = 20240520
+BYTE_SHARD_MAGIC = 20250223
+SHARD_VERSION = 1
+SHARD_HEADER_INTS = 256
+SHARD_HEADER_BYTES = 4 * SHARD_HEADER_INTS
+EOT_TOKEN = 50256
+BYTE_ALIGN_CODES = {"left": 0, "right": 1}
+
+
+def read_shard_header(path: Path, magic: int, kind: str) -> np.ndarray:
+    size = os.path.getsize(path)
+    if size < SHARD_HEADER_BYTES:
+        raise DataError(f"{path}: truncated {kind} shard ({size} bytes, less than its {SHARD_HEADER_BYTES}-byte "
+                        "header); fetch or rebuild it")
+    header = np.fromfile(path, dtype=np.int32, count=SHARD_HEADER_INTS)
+    if header[0] != magic:
+        raise DataError(f"{path}: not a {kind} shard (magic {header[0]}, expected {magic}); fetch or rebuild it")
+    if header[1] != SHARD_VERSION:
+        raise DataError(f"{path}: {kind} shard version {header[1]} is not supported (expected {SHARD_VERSION})")
+    return header
+
+
+def check_shard_size(path: Path, kind: str, count: int, item_bytes: int) -> None:
+    expected = SHARD_HEADER_BYTES + count * item_bytes
+    size = os.path.getsize(path)
+    if size != expected:
+        raise DataError(f"{path}: header promises {count} tokens ({expected} bytes) but the {kind} shard has "
+                        f"{size} bytes; it is truncated or corrupt, fetch or rebuild it")
+
+
+def token_shard_length(path: Path) -> int:
+    """Number of tokens in a token shard, after checking its header and size."""
+    count = int(read_shard_header(path, TOKEN_SHARD_MAGIC, "token")[2])
+    check_shard_size(path, "token", count, 2)
+    return count
+
+
+def load_token_shard(path: Path) -> np.ndarray:
+    count = token_shard_length(path)
+    return np.fromfile(path, dtype=np.uint16, count=count, offset=SHARD_HEADER_BYTES)
+
+
+def byte_shard_path(token_path: Path, bytes_per_token: int) -> Path:
+    token_path = Path(token_path)
+    return token_path.with_name(f"{token_path.stem}.bytes{bytes_per_token}")
+
+
+def load_byte_shard(path: Path, num_tokens: int, bytes_per_token: int, align: str,
+                    header_only: bool = False) -> np.ndarray | None:
+    """The (num_tokens, bytes_per_token) uint8 rows of a byte shard, checked against its token shard."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: byte shard is missing; build it with python data/byte_shards.py {Path(path).parent}")
+    header = read_shard_header(path, BYTE_SHARD_MAGIC, "byte")
+    if header[2] != num_tokens:
+        raise DataError(f"{path}: byte shard holds {header[2]} tokens but its token shard holds {num_tokens}; "
+                        "rebuild it with python data/byte_shards.py --force")
+    if header[3] != bytes_per_token or header[4] != BYTE_ALIGN_CODES[align]:
+        found = {v: k for k, v in BYTE_ALIGN_CODES.items()}.get(int(header[4]), header[4])
+        raise DataError(f"{path}: byte shard has {header[3]} bytes per token, {found} aligned; the run asks for "
+                        f"{bytes_per_token}, {align} aligned")
+    check_shard_size(path, "byte", num_tokens, bytes_per_token)
+    if header_only:
+        return None
+    rows = np.fromfile(path, dtype=np.uint8, count=num_tokens * bytes_per_token, offset=SHARD_HEADER_BYTES)
+    return rows.reshape(num_tokens, bytes_per_token)
+
+
+def shard_files(pattern: str, role: str) -> list[Path]:
+    files = sorted(Path(p) for p in glob.glob(pattern))
+    if not files:
+        raise DataError(f"no {role} shards match {pattern!r}; fetch FineWeb with python data/cached_fineweb10B.py, "
+                        "tokenize local text with python data/fineweb.py, or try --smoke")
+    return files
+
+
+# -----------------------------------------------------------------------------
+# Distributed data loader
+
+
+class TokenStream:
+    """The tokens of several shards, read in order as one stream; shards are loaded when reached."""
+
+    def __init__(self, files: list[Path]):
+        self.files = list(files)
+        self.next_file = 0
+        self.tokens = np.empty(0, dtype=np.uint16)
+        self.pos = 0
+
+    def take(self, n: int) -> np.ndarray:
+        parts = []
+        while n > 0:
+            if self.pos == len(self.tokens):
+                if self.next_file == len(self.files):
+                    raise DataError(f"ran out of tokens after the last of {len(self.files)} shards "
+                                    f"({self.files[-1]}); add shards or run fewer steps")
+                self.tokens, self.pos = load_token_shard(self.files[self.next_file]), 0
+                self.next_file += 1
+            part = self.tokens[self.pos:self.pos + n]
+            parts.append(part)
+            self.pos += len(part)
+            n -= len(part)
+        return np.concatenate(parts) if len(parts) != 1 else parts[0]
+
+
+def to_device(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> Tensor:
+    tensor = torch.from_numpy(array.astype(np.int64)).to(dtype)
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor
+
+
+def rank_batches(stream: TokenStream, seqs_per_step: int, seq_len: int, rank: int, world_size: int,
+                 device: torch.device):
+    """Yields this rank's (inputs, targets) micro-batches. Each step takes the next seqs_per_step * seq_len
+    tokens of the stream; sequence j of the step covers its tokens [j*seq_len, (j+1)*seq_len), with targets
+    shifted by one, and rank r gets sequences r*A .. r*A+A-1, A = seqs_per_step / world_size micro-steps.
+    Every token is an input exactly once, across shard boundaries."""
+    per_rank = seqs_per_step // world_size
+    carry = stream.take(1)
+    while True:
+        chunk = np.concatenate([carry, stream.take(seqs_per_step * seq_len)])
+        carry = chunk[-1:]
+        for j in range(rank * per_rank, (rank + 1) * per_rank):
+            window = chunk[j * seq_len:(j + 1) * seq_len + 1]
+            yield to_device(window[:-1], torch.int32, device), to_device(window[1:], torch.int64, device)
+
+
+# -----------------------------------------------------------------------------
+# FP8 matmul for the lm_head (CUDA, compute capability 9.0 and newer)
+
+
+@torch.library.custom_op("speedrun::fp8_mm", mutates_args=())
+def fp8_mm(x: Tensor, w: Tensor, x_scale: float, w_scale: float, grad_scale: float) -> tuple[Tensor, Tensor, Tensor]:
+    """x @ w.T with both operands scaled and cast to float8_e4m3; also returns the casts for backward."""
+    @torch.compile
+    def forward(x: Tensor, w: Tensor):
+        x_f8 = x.mul(x_scale).to(torch.float8_e4m3fn)
+        w_f8 = w.mul(w_scale).to(torch.float8_e4m3fn)
+        out = torch._scaled_mm(x_f8, w_f8.T, out_dtype=torch.bfloat16, use_fast_accum=True,
+                               scale_a=x.new_tensor(1 / x_scale, dtype=torch.float32),
+                               scale_b=x.new_tensor(1 / w_scale, dtype=torch.float32))
+        return out, x_f8, w_f8
+    return forward(x, w)
+
+
+@fp8_mm.register_fake
+def _(x: Tensor, w: Tensor, x_scale: float, w_scale: float, grad_scale: float):
+    return x @ w.T, x.to(torch.float8_e4m3fn), w.to(torch.float8_e4m3fn)
+
+
+@torch.library.custom_op("speedrun::fp8_mm_backward", mutates_args=())
+def fp8_mm_backward(grad: Tensor, x_f8: Tensor, w_f8: Tensor, x_scale: float, w_scale: float,
+                    grad_scale: float) -> tuple[Tensor, Tensor]:
+    """Gradients of fp8_mm: the output gradient is cast to float8_e5m2; grad_w is float32."""
+    @torch.compile
+    def backward(grad: Tensor, x_f8: Tensor, w_f8: Tensor):
+        grad_f8 = grad.mul(grad_scale).to(torch.float8_e5m2)
+        inv = lambda s: grad.new_tensor(1 / s, dtype=torch.float32)  # noqa: E731
+        grad_x = torch._scaled_mm(grad_f8, w_f8.T.contiguous().T, out_dtype=torch.bfloat16,
+                                  scale_a=inv(grad_scale), scale_b=inv(w_scale))
+        # (x.T @ grad).T: the (d_in x vocab) product runs faster than (vocab x d_in) at 768 x 50304
+        grad_w_t = torch._scaled_mm(x_f8.T.contiguous(), grad_f8.T.contiguous().T, out_dtype=torch.float32,
+                                    scale_a=inv(x_scale), scale_b=inv(grad_scale))
+        return grad_x, grad_w_t.T
+    return backward(grad, x_f8, w_f8)
+
+
+@fp8_mm_backward.register_fake
+def _(grad: Tensor, x_f8: Tensor, w_f8: Tensor, *scales):
+    grad_w_t = grad.new_empty((x_f8.size(1), w_f8.size(0)), dtype=torch.float32)
+    return x_f8.to(torch.bfloat16), grad_w_t.T  # strides as the real op's (a transposed view)
+
+
+def _fp8_mm_setup(ctx, inputs, output):
+    ctx.scales = inputs[2:]
+    ctx.save_for_backward(output[1], output[2])
+    ctx.set_materialize_grads(False)
+
+
+def _fp8_mm_grad(ctx, grad_out: Tensor, *_):
+    x_f8, w_f8 = ctx.saved_tensors
+    grad_x, grad_w = fp8_mm_backward(grad_out.contiguous(), x_f8, w_f8, *ctx.scales)
+    return grad_x, grad_w, None, None, None
+
+
+fp8_mm.register_autograd(_fp8_mm_grad, setup_context=_fp8_mm_setup)
+
+
+# -----------------------------------------------------------------------------
+# Muon: momentum, then Newton-Schulz orthogonalization, for hidden weight matrices
+
+
+def newton_schulz(grad: Tensor, steps: int) -> Tensor:
+    """Approximately orthogonalizes the last two dims of grad (singular values land near 0.7-1.2) with a
+    quintic Newton-Schulz iteration tuned for a steep slope at zero, in bfloat16."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = grad.bfloat16()
+    tall = grad.size(-2) > grad.size(-1)
+    if tall:
+        x = x.mT
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    for _ in range(steps):
+        gram = x @ x.mT
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.mT if tall else x
+
+
+class Muon(torch.optim.Optimizer):
+    """SGD with Nesterov momentum whose update is orthogonalized per matrix. Parameters of one size form a
+    group; within it, rank r orthogonalizes matrices r, r+W, ... and an all-gather shares the results."""
+
+    def __init__(self, params, lr: float, momentum: float, ns_steps: int, rank: int = 0, world_size: int = 1,
+                 orthogonalize=newton_schulz):
+        params = list(params)
+        sizes = sorted({p.numel() for p in params}, reverse=True)
+        groups = [dict(params=[p for p in params if p.numel() == size]) for size in sizes]
+        super().__init__(groups, dict(lr=lr, momentum=momentum, ns_steps=ns_steps))
+        self.rank, self.world_size = rank, world_size
+        self.orthogonalize = orthogonalize
+
+    def _orthogonal_update(self, p: Tensor, group: dict) -> Tensor:
+        state = self.state[p]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p.grad)
+        buf = state["momentum_buffer"]
+        buf.lerp_(p.grad, 1 - group["momentum"])
+        nesterov = p.grad.lerp(buf, group["momentum"])
+        return self.orthogonalize(nesterov, group["ns_steps"]).flatten()
+
+    def _share(self, update: Tensor):
+        if self.world_size == 1:
+            return None, [update]
+        gathered = [torch.empty_like(update) for _ in range(self.world_size)]
+        return dist.all_gather(gathered, update, async_op=True), gathered
+
+    @staticmethod
+    def _apply(params: list[Tensor], shared, lr: float):
+        handle, updates = shared
+        if handle is not None:
+            handle.wait()
+        for p, update in zip(params, updates):
+            p.add_(update.view_as(p), alpha=-lr * max(1.0, p.size(-2) / p.size(-1)) ** 0.5)
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            params = group["params"]
+            pending = None
+            for base in range(0, len(params), self.world_size):
+                own = base + self.rank
+                if own < len(params):
+                    update = self._orthogonal_update(params[own], group)
+                else:
+                    update = params[0].new_zeros(params[0].numel(), dtype=torch.bfloat16)
+                if pending is not None:
+                    self._apply(*pending, group["lr"])
+                pending = (params[base:base + self.world_size], self._share(update))
+            self._apply(*pending, group["lr"])
+
+
+# -----------------------------------------------------------------------------
+# Attention masks: document-causal sliding windows, as FlexAttention block masks or dense masks
+
+
+def document_ids(tokens: Tensor) -> Tensor:
+    """Document index of every position; each end-of-text token opens a new document."""
+    return (tokens == EOT_TOKEN).cumsum(0)
+
+
+def within_window(q_idx: Tensor, kv_idx: Tensor, block_size: int, window_blocks: Tensor) -> Tensor:
+    """The sliding window counts whole blocks: a query block sees itself and window_blocks - 1 blocks back."""
+    return q_idx // block_size - kv_idx // block_size < window_blocks
+
+
+def sliding_window_causal(docs: Tensor, block_size: int, window_blocks: Tensor):
+    """mask_mod: a query sees earlier-or-equal positions of its own document inside the block window."""
+    def mask_mod(b, h, q_idx, kv_idx):
+        causal = (q_idx >= kv_idx) & (docs[q_idx] == docs[kv_idx])
+        return causal & within_window(q_idx, kv_idx, block_size, window_blocks)
+    return mask_mod
+
+
+def dense_attention_mask(docs: Tensor, block_size: int, window_blocks: Tensor) -> Tensor:
+    """The (T, T) boolean mask, evaluating the mask_mod at every position pair."""
+    pos = torch.arange(len(docs), device=docs.device)
+    return sliding_window_causal(docs, block_size, window_blocks)(0, 0, pos[:, None], pos[None, :])
+
+
+def block_structure(docs: Tensor, block_size: int, window_blocks: Tensor) -> tuple[Tensor, Tensor]:
+    """(partial, full) boolean (blocks x blocks) matrices: block pairs where the mask must be evaluated
+    and block pairs where every query sees every key."""
+    num_blocks = len(docs) // block_size
+    first = docs.view(num_blocks, block_size)[:, 0]
+    last = docs.view(num_blocks, block_size)[:, -1]
+    start = torch.arange(num_blocks, device=docs.device) * block_size
+    q_start, kv_start = start[:, None], start[None, :]
+    near = within_window(q_start, kv_start, block_size, window_blocks)
+    # documents ids only grow, so an earlier key block shares a document with the query block iff
+    # its last document is the query block's first; all pairs match iff both blocks hold that one document
+    any_pair = (q_start >= kv_start) & near & (first[:, None] <= last[None, :])
+    all_pairs = (q_start > kv_start) & near & (last[:, None] == first[None, :])
+    return any_pair & ~all_pairs, all_pairs
+
+
+def ordered_indices(block_matrix: Tensor) -> tuple[Tensor, Tensor]:
+    """Per query block: how many key blocks are set, and their indices first (as from_kv_blocks expects)."""
+    counts = block_matrix.sum(dim=-1, dtype=torch.int32)
+    indices = torch.argsort(block_matrix.to(torch.int8), dim=-1, descending=True, stable=True).to(torch.int32)
+    return counts[None, None].contiguous(), indices[None, None].contiguous()
+
+
+def flex_block_mask(docs: Tensor, block_size: int, window_blocks: Tensor) -> BlockMask:
+    partial, full = block_structure(docs, block_size, window_blocks)
+    return BlockMask.from_kv_blocks(*ordered_indices(partial), *ordered_indices(full),
+                                    BLOCK_SIZE=block_size, mask_mod=sliding_window_causal(docs, block_size, window_blocks))
+
+
+class FlexAttentionBackend:
+    """Block-sparse FlexAttention; compiled with the model on CUDA."""
+
+    def __init__(self, block_size: int):
+        self.block_size = block_size
+
+    def mask(self, docs: Tensor, window_blocks: Tensor) -> BlockMask:
+        return flex_block_mask(docs, self.block_size, window_blocks)
+
+    @staticmethod
+    def attend(q: Tensor, k: Tensor, v: Tensor, mask: BlockMask, scale: float) -> Tensor:
+        return flex_attention(q, k, v, block_mask=mask, scale=scale)
+
+
+class DenseAttentionBackend:
+    """Attention through a dense (T, T) mask: the CPU path (FlexAttention has no CPU backward)."""
+
+    def __init__(self, block_size: int):
+        self.block_size = block_size
+
+    def mask(self, docs: Tensor, window_blocks: Tensor) -> Tensor:
+        return dense_attention_mask(docs, self.block_size, window_blocks)
+
+    @staticmethod
+    def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float) -> Tensor:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+
+
+# -----------------------------------------------------------------------------
+# The model
+
+
+def rms_norm(x: Tensor) -> Tensor:
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def uniform_init_(weight: Tensor, fan_in: int) -> Tensor:
+    """Uniform with standard deviation 0.5 / sqrt(fan_in)."""
+    bound = math.sqrt(3) * 0.5 * fan_in ** -0.5
+    with torch.no_grad():
+        return weight.uniform_(-bound, bound)
+
+
+class CastedLinear(nn.Module):
+    """Bias-free linear layer with a float32 weight cast to the input's dtype; optionally FP8 in training."""
+
+    def __init__(self, in_features: int, out_features: int, zero_init: bool = False,
+                 fp8_scales: tuple[float, float, float] | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(out_features, in_features))
+        if not zero_init:
+            uniform_init_(self.weight, in_features)
+        self.fp8_scales = fp8_scales
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.fp8_scales is not None and self.training:
+            out = fp8_mm(x.flatten(0, -2), self.weight, *self.fp8_scales)[0]
+            return out.view(*x.shape[:-1], -1)
+        return F.linear(x, self.weight.type_as(x))
+
+
+class Rotary(nn.Module):
+    """Half-truncated RoPE: a quarter of the head's frequency pairs rotate (base 1024), the rest stay fixed."""
+
+    def __init__(self, head_dim: int, max_seq_len: int):
+        super().__init__()
+        quarter = head_dim // 4
+        freqs = torch.cat([(1 / 1024) ** torch.linspace(0, 1, quarter), torch.zeros(quarter)])
+        angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), freqs)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, H, D)
+        cos, sin = self.cos[None, :x.size(1), None, :], self.sin[None, :x.size(1), None, :]
+        x1, x2 = x.float().chunk(2, dim=-1)
+        return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1).type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: Hyperparameters, backend, max_seq_len: int):
+        super().__init__()
+        self.num_heads, self.head_dim, self.scale = cfg.num_heads, cfg.head_dim, cfg.attn_scale
+        inner = cfg.num_heads * cfg.head_dim
+        self.qkv_w = nn.Parameter(uniform_init_(torch.empty(3, inner, cfg.model_dim), cfg.model_dim))
+        self.lambdas = nn.Parameter(torch.tensor([0.5, 0.5]))  # weights of v and the value embedding
+        self.rotary = Rotary(cfg.head_dim, max_seq_len)
+        self.c_proj = CastedLinear(inner, cfg.model_dim, zero_init=True)
+        self.backend = backend
+
+    def forward(self, x: Tensor, value_embed: Tensor | None, mask) -> Tensor:
+        B, T = x.shape[:2]
+        qkv = F.linear(x, self.qkv_w.flatten(0, 1).type_as(x)).view(B, T, 3 * self.num_heads, self.head_dim)
+        q, k, v = qkv.chunk(3, dim=-2)
+        q, k = self.rotary(rms_norm(q)), self.rotary(rms_norm(k))
+        v = self.lambdas[0] * v
+        if value_embed is not None:
+            v = v + self.lambdas[1] * value_embed.view_as(v)
+        y = self.backend.attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, self.scale)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.c_fc = CastedLinear(dim, 4 * dim)
+        self.c_proj = CastedLinear(4 * dim, dim, zero_init=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.c_proj(F.relu(self.c_fc(x)).square())
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: Hyperparameters, layer: int, backend, max_seq_len: int):
+        super().__init__()
+        has_attn = layer != cfg.no_attn_layer
+        self.attn = CausalSelfAttention(cfg, backend, max_seq_len) if has_attn else None
+        self.mlp = MLP(cfg.model_dim)
+        self.lambdas = nn.Parameter(torch.tensor([1.0, 0.0]))  # weights of the residual stream and of x0
+
+    def forward(self, x: Tensor, x0: Tensor, value_embed: Tensor | None, mask) -> Tensor:
+        x = self.lambdas[0] * x + self.lambdas[1] * x0
+        if self.attn is not None:
+            x = x + self.attn(rms_norm(x), value_embed, mask)
+        return x + self.mlp(rms_norm(x))
+
+
+def padded_vocab_size(vocab_size: int) -> int:
+    return -(-vocab_size // 128) * 128
+
+
+def value_embed_index(layer: int, num_layers: int, count: int = 3) -> int | None:
+    """Value embeddings 0 1 2 feed the first three layers and again the last three; none in between."""
+    if layer < count:
+        return layer
+    if layer >= num_layers - count:
+        return layer - (num_layers - count)
+    return None
+
+
+def uses_long_window(layer: int, num_layers: int) -> bool:
+    """Encoder layers follow long short short short long short; decoder layers mirror them."""
+    half = num_layers // 2
+    mirrored = layer if layer < half else num_layers - 1 - layer
+    return mirrored % 4 == 0
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: Hyperparameters, backend, max_seq_len: int, fp8_head: bool = False):
+        super().__init__()
+        if cfg.num_layers < 6:
+            raise RunError(f"num_layers={cfg.num_layers}: the value-embedding pattern needs at least 6 layers")
+        self.cfg, self.backend = cfg, backend
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.model_dim)
+        self.value_embeds = nn.ModuleList(nn.Embedding(cfg.vocab_size, cfg.model_dim) for _ in range(3))
+        self.blocks = nn.ModuleList(Block(cfg, i, backend, max_seq_len) for i in range(cfg.num_layers))
+        self.num_encoder_layers = cfg.num_layers // 2
+        self.skip_weights = nn.Parameter(torch.ones(cfg.num_layers - self.num_encoder_layers))
+        fp8_scales = (2.0, 2.0 ** 9, 2.0 ** 19) if fp8_head else None  # input, weight, gradient scales
+        self.lm_head = CastedLinear(cfg.model_dim, padded_vocab_size(cfg.vocab_size), zero_init=True,
+                                    fp8_scales=fp8_scales)
+
+    def logits(self, input_seq: Tensor, window_blocks: Tensor) -> Tensor:
+        """(1, T, padded vocab) softcapped float32 logits for a 1-D sequence of token ids."""
+        cfg = self.cfg
+        docs = document_ids(input_seq)
+        long_mask = self.backend.mask(docs, window_blocks)
+        short_mask = self.backend.mask(docs, torch.clamp_min(window_blocks // 2, 1))
+        x = x0 = rms_norm(self.embed(input_seq)[None])
+        value_embeds = [ve(input_seq) for ve in self.value_embeds]
+        skips = []
+        for i, block in enumerate(self.blocks):
+            if i >= self.num_encoder_layers:
+                x = x + self.skip_weights[i - self.num_encoder_layers] * skips.pop()
+            ve_index = value_embed_index(i, cfg.num_layers)
+            value_embed = value_embeds[ve_index] if ve_index is not None else None
+            mask = long_mask if uses_long_window(i, cfg.num_layers) else short_mask
+            x = block(x, x0, value_embed, mask)
+            if i < self.num_encoder_layers:
+                skips.append(x)
+        logits = self.lm_head(rms_norm(x)).float()
+        return 2 * cfg.logit_cap * torch.sigmoid(logits * (2 / cfg.logit_cap))
+
+    def forward(self, input_seq: Tensor, target_seq: Tensor, window_blocks: Tensor) -> Tensor:
+        logits = self.logits(input_seq, window_blocks)
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), target_seq)
+
+
+# -----------------------------------------------------------------------------
+# Runtime: the one place where CUDA-only paths (compile, FlexAttention, FP8) are chosen
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    rank: int
+    world_size: int
+    compiled: bool  # torch.compile of the model and Newton-Schulz
+    flex: bool  # FlexAttention block masks, else dense masks
+    fp8_head: bool  # FP8 lm_head through torch._scaled_mm
+    embed_dtype: torch.dtype  # dtype of the embedding tables (the activations follow it)
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+
+def select_runtime(cfg: Hyperparameters) -> Runtime:
+    if cfg.device not in ("auto", "cuda", "cpu"):
+        raise RunError(f"--device={cfg.device}: use auto, cuda or cpu")
+    if cfg.device != "cpu" and not torch.cuda.is_available():
+        raise RunError("no CUDA device found: the full run needs GPUs; try python train_gpt.py --smoke on CPU")
+    use_cuda = cfg.device != "cpu"
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if cfg.global_batch_seqs % world_size:
+        raise RunError(f"world size {world_size} does not divide global_batch_seqs={cfg.global_batch_seqs}: "
+                       "use a number of processes that divides it (1, 2, 4 or 8 for the default 8)")
+    if use_cuda:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+        fp8 = torch.cuda.get_device_capability(device) >= (9, 0)
+        return Runtime(device, rank, world_size, compiled=True, flex=True, fp8_head=fp8, embed_dtype=torch.bfloat16)
+    return Runtime(torch.device("cpu"), rank, world_size, compiled=False, flex=False, fp8_head=False,
+                   embed_dtype=torch.float32)
+
+
+def attention_backend(runtime: Runtime, block_size: int):
+    return FlexAttentionBackend(block_size) if runtime.flex else DenseAttentionBackend(block_size)
+
+
+def build_model(cfg: Hyperparameters, runtime: Runtime) -> GPT:
+    torch.manual_seed(cfg.seed)
+    max_seq_len = max(cfg.seq_len, cfg.val_seq_len)
+    model = GPT(cfg, attention_backend(runtime, cfg.attn_block_size), max_seq_len, runtime.fp8_head)
+    model = model.to(runtime.device)
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            module.to(runtime.embed_dtype)
+    if runtime.world_size > 1:
+        for param in model.parameters():
+            dist.broadcast(param.detach(), 0)
+    return model
+
+
+# -----------------------------------------------------------------------------
+# Optimizers and schedules
+
+
+def build_optimizers(model: GPT, cfg: Hyperparameters, runtime: Runtime) -> list[torch.optim.Optimizer]:
+    hidden_matrices = [p for p in model.blocks.parameters() if p.ndim >= 2]
+    embeddings = [model.embed.weight] + [ve.weight for ve in model.value_embeds]
+    scalars = [p for p in model.parameters() if p.ndim < 2]
+    head = [model.lm_head.weight]
+    assigned = {id(p) for p in hidden_matrices + embeddings + scalars + head}
+    missing = [name for name, p in model.named_parameters() if id(p) not in assigned]
+    assert not missing, f"parameters without an optimizer: {missing}"
+    adam = torch.optim.Adam([dict(params=head, lr=cfg.adam_head_lr), dict(params=embeddings, lr=cfg.adam_embed_lr),
+                             dict(params=scalars, lr=cfg.adam_scalar_lr)],
+                            betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
+                            fused=runtime.device.type == "cuda")
+    orthogonalize = torch.compile(newton_schulz) if runtime.compiled else newton_schulz
+    muon = Muon(hidden_matrices, lr=cfg.muon_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps,
+                rank=runtime.rank, world_size=runtime.world_size, orthogonalize=orthogonalize)
+    for opt in (adam, muon):
+        for group in opt.param_groups:
+            group["initial_lr"] = group["lr"]
+    return [adam, muon]
+
+
+def lr_multiplier(step: int, cfg: Hyperparameters) -> float:
+    """Stable, then linear decay to final_lr_frac over the last cooldown_frac of the steps."""
+    remaining = 1 - step / cfg.num_iterations
+    w = min(remaining / cfg.cooldown_frac, 1.0) if cfg.cooldown_frac > 0 else 1.0
+    return w + (1 - w) * cfg.final_lr_frac
+
+
+def muon_momentum(step: int, cfg: Hyperparameters) -> float:
+    frac = min(step / cfg.muon_momentum_warmup_steps, 1.0) if cfg.muon_momentum_warmup_steps > 0 else 1.0
+    return (1 - frac) * cfg.muon_momentum_start + frac * cfg.muon_momentum
+
+
+def window_blocks(step: int, cfg: Hyperparameters) -> int:
+    """Long window in blocks: grows linearly with training to window_max_tokens, at least one block."""
+    tokens = cfg.window_max_tokens * step / cfg.num_iterations
+    return max(1, math.ceil(tokens / cfg.attn_block_size))
+
+
+def set_schedules(optimizers: list[torch.optim.Optimizer], step: int, cfg: Hyperparameters) -> None:
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group["initial_lr"] * lr_multiplier(step, cfg)
+    for group in optimizers[-1].param_groups:
+        group["momentum"] = muon_momentum(step, cfg)
+
+
+# -----------------------------------------------------------------------------
+# Training and validation steps
+
+
+class WindowTensors:
+    """One device tensor per window size, so a changing window never triggers a recompile."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.cache = device, {}
+
+    def __call__(self, blocks: int) -> Tensor:
+        if blocks not in self.cache:
+            self.cache[blocks] = torch.tensor(blocks, dtype=torch.int32, device=self.device)
+        return self.cache[blocks]
+
+
+def train_step(model, raw_model: GPT, optimizers, batches, window: Tensor, step: int, cfg: Hyperparameters,
+               runtime: Runtime) -> Tensor:
+    """One optimizer step over the global batch; returns the mean training loss (a device scalar)."""
+    micro_steps = cfg.global_batch_seqs // runtime.world_size
+    loss_sum = torch.zeros((), device=runtime.device)
+    for _ in range(micro_steps):
+        inputs, targets = next(batches)
+        loss = model(inputs, targets, window)
+        (loss / cfg.global_batch_seqs).backward()  # summed over ranks below: the global mean
+        loss_sum += loss.detach()
+    if runtime.world_size > 1:
+        handles = [dist.all_reduce(p.grad, async_op=True) for p in raw_model.parameters()]
+        handles.append(dist.all_reduce(loss_sum, async_op=True))
+        for handle in handles:
+            handle.wait()
+    set_schedules(optimizers, step, cfg)
+    for opt in optimizers:
+        opt.step()
+    raw_model.zero_grad(set_to_none=True)
+    return loss_sum / cfg.global_batch_seqs
+
+
+@torch.no_grad()
+def evaluate(model, cfg: Hyperparameters, runtime: Runtime, window: Tensor) -> float:
+    """Mean loss over the first val_tokens tokens of the validation shards."""
+    per_step = runtime.world_size * cfg.val_seq_len
+    batches = rank_batches(TokenStream(shard_files(cfg.val_files, "validation")), runtime.world_size,
+                           cfg.val_seq_len, runtime.rank, runtime.world_size, runtime.device)
+    steps = cfg.val_tokens // per_step
+    model.eval()
+    total = torch.zeros((), device=runtime.device)
+    for _ in range(steps):
+        total += model(*next(batches), window).float()
+    model.train()
+    if runtime.world_size > 1:
+        dist.all_reduce(total)
+    return total.item() / (steps * runtime.world_size)
+
+
+def random_batches(cfg: Hyperparameters, seq_len: int, device: torch.device):
+    """Random tokens with an end-of-text every ~500 positions, for compile warm-up."""
+    generator = torch.Generator().manual_seed(1234)
+    while True:
+        tokens = torch.randint(0, cfg.vocab_size, (seq_len + 1,), generator=generator)
+        tokens[torch.rand(seq_len + 1, generator=generator) < 0.002] = EOT_TOKEN
+        yield tokens[:-1].to(device, torch.int32), tokens[1:].to(device)
+
+
+def warm_up(model, raw_model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, windows: WindowTensors,
+            log):
+    """Runs training and validation once on random tokens so that compilation happens before the clock,
+    then restores the model and optimizer states exactly as they were."""
+    saved_model = copy.deepcopy(raw_model.state_dict())
+    saved_opts = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
+    train_batches = random_batches(cfg, cfg.seq_len, runtime.device)
+    start = time.perf_counter()
+    for step in range(cfg.warmup_steps):
+        train_step(model, raw_model, optimizers, train_batches, windows(window_blocks(step, cfg)), step, cfg,
+                   runtime)
+        synchronize(runtime)
+        log(f"warm-up training step {step + 1}/{cfg.warmup_steps}: {time.perf_counter() - start:.1f}s")
+    if cfg.warmup_steps:
+        with torch.no_grad():
+            model.eval()
+            model(*next(random_batches(cfg, cfg.val_seq_len, runtime.device)), windows(1))
+            model.train()
+        synchronize(runtime)
+        log(f"warm-up validation forward: {time.perf_counter() - start:.1f}s")
+    raw_model.load_state_dict(saved_model)
+    for opt, state in zip(optimizers, saved_opts):
+        opt.load_state_dict(state)
+
+
+# -----------------------------------------------------------------------------
+# Logging
+
+
+class Logger:
+    def __init__(self, cfg: Hyperparameters, runtime: Runtime):
+        self.path = None
+        if runtime.master:
+            run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+            self.path = Path(cfg.log_dir) / f"{run_id}.txt"
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.touch()
+            except OSError as e:
+                raise RunError(f"cannot write the log {self.path}: {e}; set --log_dir to a writable directory")
+
+    def __call__(self, text: str, console: bool = True) -> None:
+        if self.path is None:
+            return
+        with open(self.path, "a") as f:
+            print(text, file=f)
+        if console:
+            print(text, flush=True)
+
+
+def environment_report(runtime: Runtime) -> str:
+    lines = [f"Python {sys.version.split()[0]} on {platform.platform()}",
+             f"PyTorch {torch.__version__}, CUDA {torch.version.cuda}",
+             f"device {runtime.device}, world size {runtime.world_size}, compiled {runtime.compiled}, "
+             f"FlexAttention {runtime.flex}, FP8 head {runtime.fp8_head}"]
+    if runtime.device.type == "cuda":
+        try:
+            lines.append(subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout)
+        except (OSError, subprocess.SubprocessError) as e:
+            lines.append(f"nvidia-smi failed: {e}")
+    return "\n".join(lines)
+
+
+def peak_memory_report(runtime: Runtime) -> str:
+    if runtime.device.type == "cuda":
+        return (f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB "
+                f"reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB")
+    import resource
+    return f"peak memory (process RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB"
+
+
+# -----------------------------------------------------------------------------
+# Main
+
+
+def check_token_budget(cfg: Hyperparameters, runtime: Runtime) -> None:
+    """Fails before training when the shards cannot feed the configured steps and validation."""
+    train_have = sum(token_shard_length(p) for p in shard_files(cfg.train_files, "training"))
+    steps = run_steps(cfg)
+    train_need = steps * cfg.global_batch_seqs * cfg.seq_len + 1
+    if train_have < train_need:
+        raise DataError(f"training needs {train_need} tokens ({steps} steps of "
+                        f"{cfg.global_batch_seqs} x {cfg.seq_len}) but {cfg.train_files!r} holds {train_have}; "
+                        "add shards or lower --num_iterations")
+    per_val_step = runtime.world_size * cfg.val_seq_len
+    if cfg.val_tokens <= 0 or cfg.val_tokens % per_val_step:
+        raise RunError(f"val_tokens={cfg.val_tokens} must be a positive multiple of world size x val_seq_len = "
+                       f"{per_val_step}")
+    val_have = sum(token_shard_length(p) for p in shard_files(cfg.val_files, "validation"))
+    if val_have < cfg.val_tokens + 1:
+        raise DataError(f"validation needs {cfg.val_tokens + 1} tokens but {cfg.val_files!r} holds {val_have}; "
+                        "lower --val_tokens")
+
+
+def run_steps(cfg: Hyperparameters) -> int:
+    return cfg.stop_step if 0 < cfg.stop_step < cfg.num_iterations else cfg.num_iterations
+
+
+def check_config(cfg: Hyperparameters) -> None:
+    for name in ("seq_len", "val_seq_len"):
+        if getattr(cfg, name) % cfg.attn_block_size:
+            raise RunError(f"{name}={getattr(cfg, name)} must be a multiple of attn_block_size={cfg.attn_block_size}")
+    if cfg.num_iterations < 1:
+        raise RunError(f"num_iterations={cfg.num_iterations} must be at least 1")
+
+
+def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
+    log(Path(__file__).read_text(), console=False)
+    log("=" * 100, console=False)
+    log(environment_report(runtime), console=False)
+    log("constants: " + " ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items()), console=False)
+    log(f"changed constants: {changed_constants(cfg) or 'none'}")
+    check_config(cfg)
+    check_token_budget(cfg, runtime)
+
+    raw_model = build_model(cfg, runtime)
+    optimizers = build_optimizers(raw_model, cfg, runtime)
+    if runtime.compiled:
+        torch._inductor.config.coordinate_descent_tuning = cfg.coordinate_descent_tuning
+    model = torch.compile(raw_model, dynamic=False) if runtime.compiled else raw_model
+    windows = WindowTensors(runtime.device)
+
+    compile_start = time.perf_counter()
+    warm_up(model, raw_model, optimizers, cfg, runtime, windows, log)
+    synchronize(runtime)
+    log(f"warm-up and compile: {time.perf_counter() - compile_start:.1f}s")
+
+    batches = rank_batches(TokenStream(shard_files(cfg.train_files, "training")), cfg.global_batch_seqs,
+                           cfg.seq_len, runtime.rank, runtime.world_size, runtime.device)
+    steps, train_ms, step_ms, val_loss = run_steps(cfg), 0.0, [], float("nan")
+    pending_loss = None
+    synchronize(runtime)
+    t0 = time.perf_counter()
+    for step in range(steps + 1):
+        window = windows(window_blocks(step, cfg))
+        if step == steps or (cfg.val_loss_every > 0 and step % cfg.val_loss_every == 0):
+            synchronize(runtime)
+            train_ms += 1000 * (time.perf_counter() - t0)
+            val_loss = evaluate(model, cfg, runtime, window)
+            log(f"step:{step}/{cfg.num_iterations} val_loss:{val_loss:.4f} train_time:{train_ms:.0f}ms "
+                f"step_avg:{train_ms / max(step, 1):.2f}ms")
+            synchronize(runtime)
+            t0 = time.perf_counter()
+        if step == steps:
+            break
+        step_start = time.perf_counter()
+        loss = train_step(model, raw_model, optimizers, batches, window, step, cfg, runtime)
+        if pending_loss is not None:
+            check_finite(*pending_loss)
+        pending_loss = (loss, step + 1)
+        now = time.perf_counter()
+        step_ms.append(1000 * (now - step_start))
+        elapsed = train_ms + 1000 * (now - t0)
+        log(f"step:{step + 1}/{cfg.num_iterations} train_time:{elapsed:.0f}ms step_avg:{elapsed / (step + 1):.2f}ms")
+    check_finite(*pending_loss)
+
+    log(peak_memory_report(runtime))
+    steady = step_ms[min(20, len(step_ms) // 2):]
+    median = float(np.median(steady))
+    micro = cfg.global_batch_seqs // runtime.world_size
+    log(f"final val_loss:{val_loss:.4f} train_time:{train_ms:.0f}ms median step:{median:.2f}ms "
+        f"({median / micro:.2f}ms per micro-step, steps {len(step_ms) - len(steady) + 1}-{len(step_ms)})")
+    log(f"log: {log.path}")
+
+
+def check_finite(loss: Tensor, step: int) -> None:
+    value = loss.item()
+    if not math.isfinite(value):
+        raise RunError(f"training loss is {value} at step {step}; stopping (lower the learning rates or check the data)")
+
+
+def synchronize(runtime: Runtime) -> None:
+    if runtime.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main(argv: list[str]) -> int:
+    runtime = None
+    try:
+        cfg = parse_args(argv)
+        runtime = select_runtime(cfg)
+        if runtime.world_size > 1:
+            dist.init_process_group(backend="nccl" if runtime.device.type == "cuda" else "gloo",
+                                    device_id=runtime.device if runtime.device.type == "cuda" else None)
+        train(cfg, runtime, Logger(cfg, runtime))
+        return 0
+    except RunError as e:
+        if runtime is None or runtime.master:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
