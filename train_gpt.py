@@ -50,13 +50,24 @@ class Hyperparameters:
     # attention windows
     attn_block_size: int = 128  # FlexAttention block; windows grow in whole blocks
     window_max_tokens: int = 1728  # long window at the end of training (rounded up to a block)
+    # Mixture-of-Tokenizers front end
+    use_mot: bool = False  # every token also sees its own UTF-8 bytes (off: exactly the baseline)
+    bytes_per_token: int = 16  # byte slot per token; must match the byte shards
+    byte_align: str = "right"  # "right" or "left"; must match the byte shards
+    byte_dim: int = 256  # width of the byte stream
+    byte_heads: int = 2  # heads of 64 in the byte self-attention and the token-byte cross-attention
+    byte_self_attn: bool = False  # causal sliding-window self-attention over the byte stream
+    byte_window_tokens: int = 16  # its window in tokens (times the slots per token in bytes)
+    byte_doc_mask: bool = True  # bytes never attend across an end-of-text boundary
+    byte_pool: int = 1  # sum each token's bytes in groups of this many: bytes_per_token / byte_pool slots
+    mot_mix: str = "residual"  # "replace": the byte summary is the embedding; "residual": added, learned weights
     # optimization
     num_iterations: int = 1770  # optimizer steps; the schedules span this many
     stop_step: int = 0  # end the run early after this many steps, schedules unchanged (0: run them all)
     cooldown_frac: float = 0.4  # final fraction of steps over which the learning rates decay
     final_lr_frac: float = 0.1  # learning rate multiplier at the last step
     adam_head_lr: float = 0.008  # Adam learning rate of the lm_head
-    adam_embed_lr: float = 0.6  # Adam learning rate of token and value embeddings
+    adam_embed_lr: float = 0.6  # Adam learning rate of token, value and byte embeddings
     adam_scalar_lr: float = 0.04  # Adam learning rate of gains and mixing scalars
     adam_beta1: float = 0.8  # Adam first-moment decay
     adam_beta2: float = 0.95  # Adam second-moment decay
@@ -80,7 +91,7 @@ SMOKE_PRESET = dict(
     train_files="data/smoke/smoke_train_*.bin", val_files="data/smoke/smoke_val_*.bin", val_tokens=8192,
     seq_len=128, val_seq_len=256, model_dim=64, num_heads=2, head_dim=32, attn_block_size=16,
     window_max_tokens=112, num_iterations=40, val_loss_every=10, warmup_steps=1, device="cpu",
-    muon_momentum_warmup_steps=20,
+    muon_momentum_warmup_steps=20, byte_dim=64, byte_heads=1,
 )
 
 
@@ -217,32 +228,44 @@ def shard_files(pattern: str, role: str) -> list[Path]:
 
 
 class TokenStream:
-    """The tokens of several shards, read in order as one stream; shards are loaded when reached."""
+    """The tokens of several shards, read in order as one stream; shards are loaded when reached. With
+    bytes_per_token set, each shard's byte shard is read alongside and take() also returns the byte rows."""
 
-    def __init__(self, files: list[Path]):
+    def __init__(self, files: list[Path], bytes_per_token: int | None = None, byte_align: str = "right"):
         self.files = list(files)
+        self.bytes_per_token, self.byte_align = bytes_per_token, byte_align
         self.next_file = 0
-        self.tokens = np.empty(0, dtype=np.uint16)
-        self.pos = 0
+        self.arrays: list[np.ndarray] = []
+        self.pos = self.length = 0
 
-    def take(self, n: int) -> np.ndarray:
+    def _load_next(self) -> None:
+        if self.next_file == len(self.files):
+            raise DataError(f"ran out of tokens after the last of {len(self.files)} shards "
+                            f"({self.files[-1]}); add shards or run fewer steps")
+        path = self.files[self.next_file]
+        tokens = load_token_shard(path)
+        self.arrays = [tokens]
+        if self.bytes_per_token:
+            self.arrays.append(load_byte_shard(byte_shard_path(path, self.bytes_per_token), len(tokens),
+                                               self.bytes_per_token, self.byte_align))
+        self.pos, self.length = 0, len(tokens)
+        self.next_file += 1
+
+    def take(self, n: int) -> list[np.ndarray]:
+        """The next n tokens (and their byte rows), across shard boundaries."""
         parts = []
         while n > 0:
-            if self.pos == len(self.tokens):
-                if self.next_file == len(self.files):
-                    raise DataError(f"ran out of tokens after the last of {len(self.files)} shards "
-                                    f"({self.files[-1]}); add shards or run fewer steps")
-                self.tokens, self.pos = load_token_shard(self.files[self.next_file]), 0
-                self.next_file += 1
-            part = self.tokens[self.pos:self.pos + n]
-            parts.append(part)
-            self.pos += len(part)
-            n -= len(part)
-        return np.concatenate(parts) if len(parts) != 1 else parts[0]
+            if self.pos == self.length:
+                self._load_next()
+            count = min(n, self.length - self.pos)
+            parts.append([a[self.pos:self.pos + count] for a in self.arrays])
+            self.pos += count
+            n -= count
+        return [np.concatenate(column) for column in zip(*parts)]
 
 
 def to_device(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> Tensor:
-    tensor = torch.from_numpy(array.astype(np.int64)).to(dtype)
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(dtype)
     if device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor
@@ -250,18 +273,22 @@ def to_device(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> Te
 
 def rank_batches(stream: TokenStream, seqs_per_step: int, seq_len: int, rank: int, world_size: int,
                  device: torch.device):
-    """Yields this rank's (inputs, targets) micro-batches. Each step takes the next seqs_per_step * seq_len
-    tokens of the stream; sequence j of the step covers its tokens [j*seq_len, (j+1)*seq_len), with targets
-    shifted by one, and rank r gets sequences r*A .. r*A+A-1, A = seqs_per_step / world_size micro-steps.
-    Every token is an input exactly once, across shard boundaries."""
+    """Yields this rank's micro-batches (inputs, targets[, input byte rows]). Each step takes the next
+    seqs_per_step * seq_len tokens of the stream; sequence j of the step covers its tokens
+    [j*seq_len, (j+1)*seq_len), targets shifted by one, and rank r gets sequences r*A .. r*A+A-1,
+    A = seqs_per_step / world_size micro-steps. Every token is an input exactly once, across shards."""
     per_rank = seqs_per_step // world_size
     carry = stream.take(1)
     while True:
-        chunk = np.concatenate([carry, stream.take(seqs_per_step * seq_len)])
-        carry = chunk[-1:]
+        chunk = [np.concatenate(pair) for pair in zip(carry, stream.take(seqs_per_step * seq_len))]
+        carry = [a[-1:] for a in chunk]
         for j in range(rank * per_rank, (rank + 1) * per_rank):
-            window = chunk[j * seq_len:(j + 1) * seq_len + 1]
-            yield to_device(window[:-1], torch.int32, device), to_device(window[1:], torch.int64, device)
+            start, end = j * seq_len, (j + 1) * seq_len
+            tokens = chunk[0][start:end + 1].astype(np.int64)
+            batch = [to_device(tokens[:-1], torch.int32, device), to_device(tokens[1:], torch.int64, device)]
+            if len(chunk) > 1:
+                batch.append(to_device(chunk[1][start:end], torch.int32, device))
+            yield tuple(batch)
 
 
 # -----------------------------------------------------------------------------
@@ -454,6 +481,39 @@ def flex_block_mask(docs: Tensor, block_size: int, window_blocks: Tensor) -> Blo
                                     BLOCK_SIZE=block_size, mask_mod=sliding_window_causal(docs, block_size, window_blocks))
 
 
+BYTE_BLOCK_SIZE = 128  # FlexAttention block of the byte stream
+
+
+def byte_window_causal(token_docs: Tensor, slots: int, window_tokens: int, doc_mask: bool):
+    """mask_mod over the byte stream (slots positions per token): a byte sees earlier-or-equal bytes of
+    the last window_tokens tokens, and with doc_mask only those of its own document."""
+    def mask_mod(b, h, q_idx, kv_idx):
+        q_tok, kv_tok = q_idx // slots, kv_idx // slots
+        keep = (q_idx >= kv_idx) & (q_tok - kv_tok < window_tokens)
+        if doc_mask:
+            keep = keep & (token_docs[q_tok] == token_docs[kv_tok])
+        return keep
+    return mask_mod
+
+
+def banded_block_mask(length: int, block_size: int, band: int, mask_mod, device: torch.device) -> BlockMask:
+    """A BlockMask in which query block i reads key blocks i-band+1 .. i, built in O(blocks x band) from
+    the band alone: no per-pair mask evaluation and no dense block matrix. Documents enter only through
+    mask_mod, so the structure does not depend on the batch."""
+    num_blocks = length // block_size
+    rows = torch.arange(num_blocks, dtype=torch.int32, device=device)[:, None]
+    offsets = torch.arange(band, dtype=torch.int32, device=device)[None, :]
+    kv_indices = (rows - offsets).clamp_min(0)  # the diagonal first, then back; extras past the count unused
+    kv_counts = (rows[:, 0] + 1).clamp_max(band)
+    q_indices = (rows + offsets).clamp_max(num_blocks - 1)  # key block j is read by query blocks j .. j+band-1
+    q_counts = (num_blocks - rows[:, 0]).clamp_max(band)
+    expand = lambda t: t[None, None].contiguous()  # noqa: E731
+    return BlockMask(seq_lengths=(length, length), kv_num_blocks=expand(kv_counts), kv_indices=expand(kv_indices),
+                     full_kv_num_blocks=None, full_kv_indices=None, q_num_blocks=expand(q_counts),
+                     q_indices=expand(q_indices), full_q_num_blocks=None, full_q_indices=None,
+                     BLOCK_SIZE=(block_size, block_size), mask_mod=mask_mod)
+
+
 class FlexAttentionBackend:
     """Block-sparse FlexAttention; compiled with the model on CUDA."""
 
@@ -462,6 +522,12 @@ class FlexAttentionBackend:
 
     def mask(self, docs: Tensor, window_blocks: Tensor) -> BlockMask:
         return flex_block_mask(docs, self.block_size, window_blocks)
+
+    @staticmethod
+    def byte_mask(token_docs: Tensor, slots: int, window_tokens: int, doc_mask: bool) -> BlockMask:
+        band = (window_tokens * slots - 1) // BYTE_BLOCK_SIZE + 2  # blocks that can hold a key of the window
+        mask_mod = byte_window_causal(token_docs, slots, window_tokens, doc_mask)
+        return banded_block_mask(len(token_docs) * slots, BYTE_BLOCK_SIZE, band, mask_mod, token_docs.device)
 
     @staticmethod
     def attend(q: Tensor, k: Tensor, v: Tensor, mask: BlockMask, scale: float) -> Tensor:
@@ -478,12 +544,17 @@ class DenseAttentionBackend:
         return dense_attention_mask(docs, self.block_size, window_blocks)
 
     @staticmethod
+    def byte_mask(token_docs: Tensor, slots: int, window_tokens: int, doc_mask: bool) -> Tensor:
+        pos = torch.arange(len(token_docs) * slots, device=token_docs.device)
+        return byte_window_causal(token_docs, slots, window_tokens, doc_mask)(0, 0, pos[:, None], pos[None, :])
+
+    @staticmethod
     def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float) -> Tensor:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
 
 # -----------------------------------------------------------------------------
-# The model
+# Transformer blocks
 
 
 def rms_norm(x: Tensor) -> Tensor:
@@ -580,6 +651,92 @@ class Block(nn.Module):
         return x + self.mlp(rms_norm(x))
 
 
+# -----------------------------------------------------------------------------
+# The Mixture-of-Tokenizers front end: each token's own UTF-8 bytes, pulled into its embedding
+
+BYTE_HEAD_DIM = 64  # head width of both byte attentions
+BYTE_VALUES = 256  # byte values, the pad (0xFF) and end-of-text (0xFE) markers among them
+
+
+class ByteSelfAttention(nn.Module):
+    """Residual causal sliding-window self-attention over the byte stream, with QK-norm."""
+
+    def __init__(self, cfg: Hyperparameters, backend):
+        super().__init__()
+        self.heads, self.scale, self.backend = cfg.byte_heads, cfg.attn_scale, backend
+        inner = cfg.byte_heads * BYTE_HEAD_DIM
+        self.qkv_w = nn.Parameter(uniform_init_(torch.empty(3, inner, cfg.byte_dim), cfg.byte_dim))
+        self.c_proj = CastedLinear(inner, cfg.byte_dim, zero_init=True)
+
+    def forward(self, x: Tensor, mask) -> Tensor:  # x: (1, L, byte_dim)
+        L = x.size(1)
+        qkv = F.linear(rms_norm(x), self.qkv_w.flatten(0, 1).type_as(x)).view(1, L, 3 * self.heads, BYTE_HEAD_DIM)
+        q, k, v = qkv.chunk(3, dim=-2)
+        q, k = rms_norm(q), rms_norm(k)
+        y = self.backend.attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, self.scale)
+        return x + self.c_proj(y.transpose(1, 2).contiguous().view(1, L, -1))
+
+
+class TokenByteCrossAttention(nn.Module):
+    """Each token's query (from its embedding) attends to exactly its own byte slots: small batched
+    products over (tokens, slots), no mask."""
+
+    def __init__(self, cfg: Hyperparameters):
+        super().__init__()
+        self.heads, self.scale = cfg.byte_heads, cfg.attn_scale
+        inner = cfg.byte_heads * BYTE_HEAD_DIM
+        self.q_w = nn.Parameter(uniform_init_(torch.empty(inner, cfg.model_dim), cfg.model_dim))
+        self.kv_w = nn.Parameter(uniform_init_(torch.empty(2, inner, cfg.byte_dim), cfg.byte_dim))
+        # residual mixing starts from the baseline's embedding; replacing needs a live projection
+        self.c_proj = CastedLinear(inner, cfg.model_dim, zero_init=cfg.mot_mix == "residual")
+
+    def forward(self, token_x: Tensor, byte_x: Tensor) -> Tensor:  # (T, model_dim), (T, S, byte_dim)
+        T, S = byte_x.shape[:2]
+        q = F.linear(token_x, self.q_w.type_as(token_x)).view(T, self.heads, BYTE_HEAD_DIM)
+        kv = F.linear(byte_x, self.kv_w.flatten(0, 1).type_as(byte_x)).view(T, S, 2, self.heads, BYTE_HEAD_DIM)
+        k, v = kv.unbind(2)
+        q, k = rms_norm(q), rms_norm(k)
+        weights = (torch.einsum("thd,tshd->ths", q, k) * self.scale).float().softmax(dim=-1).type_as(v)
+        return self.c_proj(torch.einsum("ths,tshd->thd", weights, v).reshape(T, -1))
+
+
+class ByteFrontEnd(nn.Module):
+    """The Mixture-of-Tokenizers front end: embeds each token's bytes, adds a learned position per byte
+    slot, sums groups of byte_pool slots, optionally mixes the byte stream by a causal sliding-window
+    self-attention, then pulls each token's own slots into it by cross-attention."""
+
+    def __init__(self, cfg: Hyperparameters, backend):
+        super().__init__()
+        self.cfg, self.backend = cfg, backend
+        self.slots = cfg.bytes_per_token // cfg.byte_pool
+        self.byte_embed = nn.Embedding(BYTE_VALUES, cfg.byte_dim)
+        self.byte_slot_embed = nn.Embedding(cfg.bytes_per_token, cfg.byte_dim)
+        self.byte_self_attn = ByteSelfAttention(cfg, backend) if cfg.byte_self_attn else None
+        self.token_byte_cross_attn = TokenByteCrossAttention(cfg)
+        self.mix_lambdas = nn.Parameter(torch.tensor([1.0, 1.0]))  # residual: weights of token and byte parts
+
+    def byte_features(self, input_bytes: Tensor, docs: Tensor) -> Tensor:
+        """(T, slots, byte_dim) features of each token's bytes."""
+        T, B = input_bytes.shape
+        x = self.byte_embed(input_bytes) + self.byte_slot_embed.weight
+        x = x.view(T, self.slots, self.cfg.byte_pool, -1).sum(dim=2)
+        if self.byte_self_attn is not None:
+            mask = self.backend.byte_mask(docs, self.slots, self.cfg.byte_window_tokens, self.cfg.byte_doc_mask)
+            x = self.byte_self_attn(x.view(1, T * self.slots, -1), mask).view(T, self.slots, -1)
+        return x
+
+    def forward(self, token_embed: Tensor, input_bytes: Tensor, docs: Tensor) -> Tensor:
+        byte_x = self.byte_features(input_bytes, docs)
+        from_bytes = self.token_byte_cross_attn(rms_norm(token_embed), rms_norm(byte_x))
+        if self.cfg.mot_mix == "replace":
+            return from_bytes
+        return self.mix_lambdas[0] * token_embed + self.mix_lambdas[1] * from_bytes
+
+
+# -----------------------------------------------------------------------------
+# The GPT
+
+
 def padded_vocab_size(vocab_size: int) -> int:
     return -(-vocab_size // 128) * 128
 
@@ -608,6 +765,7 @@ class GPT(nn.Module):
         self.cfg, self.backend = cfg, backend
         self.embed = nn.Embedding(cfg.vocab_size, cfg.model_dim)
         self.value_embeds = nn.ModuleList(nn.Embedding(cfg.vocab_size, cfg.model_dim) for _ in range(3))
+        self.byte_front_end = ByteFrontEnd(cfg, backend) if cfg.use_mot else None
         self.blocks = nn.ModuleList(Block(cfg, i, backend, max_seq_len) for i in range(cfg.num_layers))
         self.num_encoder_layers = cfg.num_layers // 2
         self.skip_weights = nn.Parameter(torch.ones(cfg.num_layers - self.num_encoder_layers))
@@ -615,13 +773,17 @@ class GPT(nn.Module):
         self.lm_head = CastedLinear(cfg.model_dim, padded_vocab_size(cfg.vocab_size), zero_init=True,
                                     fp8_scales=fp8_scales)
 
-    def logits(self, input_seq: Tensor, window_blocks: Tensor) -> Tensor:
-        """(1, T, padded vocab) softcapped float32 logits for a 1-D sequence of token ids."""
+    def logits(self, input_seq: Tensor, window_blocks: Tensor, input_bytes: Tensor | None = None) -> Tensor:
+        """(1, T, padded vocab) softcapped float32 logits for a 1-D sequence of token ids (and, with the
+        MoT front end, their (T, bytes_per_token) byte rows)."""
         cfg = self.cfg
         docs = document_ids(input_seq)
         long_mask = self.backend.mask(docs, window_blocks)
         short_mask = self.backend.mask(docs, torch.clamp_min(window_blocks // 2, 1))
-        x = x0 = rms_norm(self.embed(input_seq)[None])
+        embedding = self.embed(input_seq)
+        if self.byte_front_end is not None:
+            embedding = self.byte_front_end(embedding, input_bytes, docs)
+        x = x0 = rms_norm(embedding[None])
         value_embeds = [ve(input_seq) for ve in self.value_embeds]
         skips = []
         for i, block in enumerate(self.blocks):
@@ -636,8 +798,9 @@ class GPT(nn.Module):
         logits = self.lm_head(rms_norm(x)).float()
         return 2 * cfg.logit_cap * torch.sigmoid(logits * (2 / cfg.logit_cap))
 
-    def forward(self, input_seq: Tensor, target_seq: Tensor, window_blocks: Tensor) -> Tensor:
-        logits = self.logits(input_seq, window_blocks)
+    def forward(self, input_seq: Tensor, target_seq: Tensor, window_blocks: Tensor,
+                input_bytes: Tensor | None = None) -> Tensor:
+        logits = self.logits(input_seq, window_blocks, input_bytes)
         return F.cross_entropy(logits.view(-1, logits.size(-1)), target_seq)
 
 
@@ -702,13 +865,11 @@ def build_model(cfg: Hyperparameters, runtime: Runtime) -> GPT:
 
 
 def build_optimizers(model: GPT, cfg: Hyperparameters, runtime: Runtime) -> list[torch.optim.Optimizer]:
-    hidden_matrices = [p for p in model.blocks.parameters() if p.ndim >= 2]
-    embeddings = [model.embed.weight] + [ve.weight for ve in model.value_embeds]
-    scalars = [p for p in model.parameters() if p.ndim < 2]
+    embeddings = [m.weight for m in model.modules() if isinstance(m, nn.Embedding)]
     head = [model.lm_head.weight]
-    assigned = {id(p) for p in hidden_matrices + embeddings + scalars + head}
-    missing = [name for name, p in model.named_parameters() if id(p) not in assigned]
-    assert not missing, f"parameters without an optimizer: {missing}"
+    scalars = [p for p in model.parameters() if p.ndim < 2]
+    taken = {id(p) for p in embeddings + head + scalars}
+    hidden_matrices = [p for p in model.parameters() if id(p) not in taken]  # blocks' and byte matrices
     adam = torch.optim.Adam([dict(params=head, lr=cfg.adam_head_lr), dict(params=embeddings, lr=cfg.adam_embed_lr),
                              dict(params=scalars, lr=cfg.adam_scalar_lr)],
                             betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
@@ -764,14 +925,22 @@ class WindowTensors:
         return self.cache[blocks]
 
 
+def run_model(model, batch: tuple[Tensor, ...], window: Tensor) -> Tensor:
+    """Loss of one micro-batch (inputs, targets[, input byte rows])."""
+    return model(batch[0], batch[1], window, *batch[2:])
+
+
+def open_stream(cfg: Hyperparameters, pattern: str, role: str) -> TokenStream:
+    return TokenStream(shard_files(pattern, role), cfg.bytes_per_token if cfg.use_mot else None, cfg.byte_align)
+
+
 def train_step(model, raw_model: GPT, optimizers, batches, window: Tensor, step: int, cfg: Hyperparameters,
                runtime: Runtime) -> Tensor:
     """One optimizer step over the global batch; returns the mean training loss (a device scalar)."""
     micro_steps = cfg.global_batch_seqs // runtime.world_size
     loss_sum = torch.zeros((), device=runtime.device)
     for _ in range(micro_steps):
-        inputs, targets = next(batches)
-        loss = model(inputs, targets, window)
+        loss = run_model(model, next(batches), window)
         (loss / cfg.global_batch_seqs).backward()  # summed over ranks below: the global mean
         loss_sum += loss.detach()
     if runtime.world_size > 1:
@@ -790,35 +959,38 @@ def train_step(model, raw_model: GPT, optimizers, batches, window: Tensor, step:
 def evaluate(model, cfg: Hyperparameters, runtime: Runtime, window: Tensor) -> float:
     """Mean loss over the first val_tokens tokens of the validation shards."""
     per_step = runtime.world_size * cfg.val_seq_len
-    batches = rank_batches(TokenStream(shard_files(cfg.val_files, "validation")), runtime.world_size,
-                           cfg.val_seq_len, runtime.rank, runtime.world_size, runtime.device)
+    batches = rank_batches(open_stream(cfg, cfg.val_files, "validation"), runtime.world_size, cfg.val_seq_len,
+                           runtime.rank, runtime.world_size, runtime.device)
     steps = cfg.val_tokens // per_step
     model.eval()
     total = torch.zeros((), device=runtime.device)
     for _ in range(steps):
-        total += model(*next(batches), window).float()
+        total += run_model(model, next(batches), window).float()
     model.train()
     if runtime.world_size > 1:
         dist.all_reduce(total)
     return total.item() / (steps * runtime.world_size)
 
 
-def random_batches(cfg: Hyperparameters, seq_len: int, device: torch.device):
-    """Random tokens with an end-of-text every ~500 positions, for compile warm-up."""
+def random_batches(cfg: Hyperparameters, seq_len: int, device: torch.device, byte_table: np.ndarray | None):
+    """Random tokens with an end-of-text every ~500 positions (and their byte rows), for compile warm-up."""
     generator = torch.Generator().manual_seed(1234)
     while True:
         tokens = torch.randint(0, cfg.vocab_size, (seq_len + 1,), generator=generator)
         tokens[torch.rand(seq_len + 1, generator=generator) < 0.002] = EOT_TOKEN
-        yield tokens[:-1].to(device, torch.int32), tokens[1:].to(device)
+        batch = [tokens[:-1].to(device, torch.int32), tokens[1:].to(device)]
+        if byte_table is not None:
+            batch.append(torch.from_numpy(byte_table[tokens[:-1].numpy()]).to(device, torch.int32))
+        yield tuple(batch)
 
 
 def warm_up(model, raw_model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, windows: WindowTensors,
-            log):
+            log, byte_table: np.ndarray | None = None):
     """Runs training and validation once on random tokens so that compilation happens before the clock,
     then restores the model and optimizer states exactly as they were."""
     saved_model = copy.deepcopy(raw_model.state_dict())
     saved_opts = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
-    train_batches = random_batches(cfg, cfg.seq_len, runtime.device)
+    train_batches = random_batches(cfg, cfg.seq_len, runtime.device, byte_table)
     start = time.perf_counter()
     for step in range(cfg.warmup_steps):
         train_step(model, raw_model, optimizers, train_batches, windows(window_blocks(step, cfg)), step, cfg,
@@ -828,7 +1000,7 @@ def warm_up(model, raw_model: GPT, optimizers, cfg: Hyperparameters, runtime: Ru
     if cfg.warmup_steps:
         with torch.no_grad():
             model.eval()
-            model(*next(random_batches(cfg, cfg.val_seq_len, runtime.device)), windows(1))
+            run_model(model, next(random_batches(cfg, cfg.val_seq_len, runtime.device, byte_table)), windows(1))
             model.train()
         synchronize(runtime)
         log(f"warm-up validation forward: {time.perf_counter() - start:.1f}s")
@@ -916,6 +1088,32 @@ def check_config(cfg: Hyperparameters) -> None:
             raise RunError(f"{name}={getattr(cfg, name)} must be a multiple of attn_block_size={cfg.attn_block_size}")
     if cfg.num_iterations < 1:
         raise RunError(f"num_iterations={cfg.num_iterations} must be at least 1")
+    if cfg.byte_align not in BYTE_ALIGN_CODES:
+        raise RunError(f"byte_align={cfg.byte_align!r}: use right or left")
+    if cfg.mot_mix not in ("replace", "residual"):
+        raise RunError(f"mot_mix={cfg.mot_mix!r}: use replace or residual")
+    if cfg.byte_pool < 1 or cfg.bytes_per_token % cfg.byte_pool:
+        raise RunError(f"byte_pool={cfg.byte_pool} must divide bytes_per_token={cfg.bytes_per_token}")
+    if cfg.byte_window_tokens < 1 or cfg.byte_dim < 1 or cfg.byte_heads < 1:
+        raise RunError("byte_window_tokens, byte_dim and byte_heads must be positive")
+
+
+def check_byte_shards(cfg: Hyperparameters, byte_table: np.ndarray) -> None:
+    """The first tokens of the training and validation data must have the byte rows of the tokenizer."""
+    for pattern, role in ((cfg.train_files, "training"), (cfg.val_files, "validation")):
+        stream = open_stream(cfg, pattern, role)
+        tokens, rows = stream.take(min(cfg.seq_len, token_shard_length(stream.files[0])))
+        mismatch = np.flatnonzero((rows != byte_table[tokens]).any(axis=1))
+        if len(mismatch):
+            raise DataError(f"{byte_shard_path(stream.files[0], cfg.bytes_per_token)}: byte row {mismatch[0]} does "
+                            f"not hold the bytes of token {tokens[mismatch[0]]}; rebuild it with "
+                            "python data/byte_shards.py --force")
+
+
+def load_byte_table(cfg: Hyperparameters) -> np.ndarray:
+    """(vocab, bytes_per_token) rows of every token's bytes, as the byte shards hold them."""
+    from data.gpt2_tokenizer import load_gpt2_encoding, token_byte_table
+    return token_byte_table(load_gpt2_encoding(), cfg.bytes_per_token, cfg.byte_align)
 
 
 def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
@@ -926,6 +1124,9 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
     log(f"changed constants: {changed_constants(cfg) or 'none'}")
     check_config(cfg)
     check_token_budget(cfg, runtime)
+    byte_table = load_byte_table(cfg) if cfg.use_mot else None
+    if byte_table is not None:
+        check_byte_shards(cfg, byte_table)
 
     raw_model = build_model(cfg, runtime)
     optimizers = build_optimizers(raw_model, cfg, runtime)
@@ -935,12 +1136,12 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
     windows = WindowTensors(runtime.device)
 
     compile_start = time.perf_counter()
-    warm_up(model, raw_model, optimizers, cfg, runtime, windows, log)
+    warm_up(model, raw_model, optimizers, cfg, runtime, windows, log, byte_table)
     synchronize(runtime)
     log(f"warm-up and compile: {time.perf_counter() - compile_start:.1f}s")
 
-    batches = rank_batches(TokenStream(shard_files(cfg.train_files, "training")), cfg.global_batch_seqs,
-                           cfg.seq_len, runtime.rank, runtime.world_size, runtime.device)
+    batches = rank_batches(open_stream(cfg, cfg.train_files, "training"), cfg.global_batch_seqs, cfg.seq_len,
+                           runtime.rank, runtime.world_size, runtime.device)
     steps, train_ms, step_ms, val_loss = run_steps(cfg), 0.0, [], float("nan")
     pending_loss = None
     synchronize(runtime)

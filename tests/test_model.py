@@ -62,7 +62,7 @@ def test_warm_up_leaves_model_and_optimizers_as_initialized(tiny):
     # and a training step after warm-up equals one on a fresh model
     fresh = T.build_model(cfg, runtime)
     fresh_opts = T.build_optimizers(fresh, cfg, runtime)
-    batch = next(T.random_batches(cfg, cfg.seq_len, runtime.device))
+    batch = next(T.random_batches(cfg, cfg.seq_len, runtime.device, None))
     for m, opts in ((model, optimizers), (fresh, fresh_opts)):
         T.train_step(m, m, opts, iter([batch] * 8), torch.tensor(2), 0, cfg, runtime)
     for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):

@@ -11,10 +11,10 @@ VAL_LINE = re.compile(r"^step:(\d+)/(\d+) val_loss:([\d.]+) train_time:\d+ms ste
 TRAIN_LINE = re.compile(r"^step:(\d+)/(\d+) train_time:\d+ms step_avg:[\d.]+ms$", re.M)
 
 
-def smoke_run(tmp_path, processes: int) -> tuple[str, dict[int, float]]:
+def smoke_run(tmp_path, processes: int, *overrides: str) -> tuple[str, dict[int, float]]:
     launcher = [sys.executable] if processes == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    result = subprocess.run(launcher + ["train_gpt.py", "--smoke", f"--log_dir={tmp_path}"], cwd=ROOT,
+    result = subprocess.run(launcher + ["train_gpt.py", "--smoke", f"--log_dir={tmp_path}", *overrides], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     logs = list(tmp_path.glob("*.txt"))
@@ -46,4 +46,19 @@ def test_two_processes_follow_the_same_optimization(single, tmp_path):
     _, two = smoke_run(tmp_path, 2)
     assert sorted(two) == sorted(one)
     for step in one:  # 8 micro-steps on one rank, 4 on each of two: same batches, same updates
+        assert two[step] == pytest.approx(one[step], abs=0.03), step
+
+
+MOT_VARIANTS = {"cross_attention": ["--use_mot=1"], "byte_self_attention": ["--use_mot=1", "--byte_self_attn=1"]}
+
+
+@pytest.mark.parametrize("variant", sorted(MOT_VARIANTS))
+def test_mot_smoke_trains_the_same_in_one_and_two_processes(tmp_path, variant):
+    overrides = MOT_VARIANTS[variant]
+    log, one = smoke_run(tmp_path / "one", 1, *overrides)
+    assert "use_mot=True" in log
+    assert one[0] == pytest.approx(10.826, abs=0.01)  # zero-initialized byte projection: the baseline's start
+    assert one[40] < one[0] - 3 and one[40] < one[20] < one[10]
+    _, two = smoke_run(tmp_path / "two", 2, *overrides)
+    for step in one:
         assert two[step] == pytest.approx(one[step], abs=0.03), step

@@ -1,0 +1,83 @@
+"""Times the MoT variants against the baseline: median ms per micro-step (forward, backward, optimizer),
+peak memory and compile time, one train_gpt.py process per variant, then a table with ratios.
+
+    python records/bench_mot.py --data DIR [--variants baseline,cross,self_w16] [--steps 40] [--timeout 300]
+
+DIR holds shards from data/fineweb.py --name wiki (wiki_train_*.bin, wiki_val_*.bin and their byte shards).
+Each step is one micro-step of 48K tokens on one GPU (--global_batch_seqs=1) on the first steps of the
+record schedule; the median is taken over steps 21 onward. Each variant compiles its own graph (about
+2.5 minutes on an H200), so split long variant lists over several commands; --baseline_ms supplies the
+denominator when the baseline ran in another command.
+"""
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "baseline": [],
+    "cross": ["--use_mot=1"],
+    "self_w4": ["--use_mot=1", "--byte_self_attn=1", "--byte_window_tokens=4"],
+    "self_w16": ["--use_mot=1", "--byte_self_attn=1", "--byte_window_tokens=16"],
+    "self_w64": ["--use_mot=1", "--byte_self_attn=1", "--byte_window_tokens=64"],
+    "self_w16_dim128": ["--use_mot=1", "--byte_self_attn=1", "--byte_dim=128"],
+    "self_w16_dim768": ["--use_mot=1", "--byte_self_attn=1", "--byte_dim=768"],
+    "self_w16_pool4": ["--use_mot=1", "--byte_self_attn=1", "--byte_pool=4"],
+}
+PATTERNS = {
+    "ms": r"median step:[\d.]+ms \(([\d.]+)ms per micro-step",
+    "peak_mib": r"peak memory[^:]*: (\d+) MiB",
+    "compile_s": r"warm-up and compile: ([\d.]+)s",
+    "val_loss": r"final val_loss:([\d.]+)",
+}
+
+
+def run_variant(name: str, args, log_dir: Path) -> dict:
+    command = [sys.executable, str(ROOT / "train_gpt.py"), f"--train_files={args.data}/wiki_train_*.bin",
+               f"--val_files={args.data}/wiki_val_*.bin", "--val_tokens=262144", "--global_batch_seqs=1",
+               f"--stop_step={args.steps}", "--val_loss_every=0", "--warmup_steps=1", f"--log_dir={log_dir}",
+               *VARIANTS[name], *args.extra.split()]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
+        output = result.stdout + result.stderr
+    except subprocess.TimeoutExpired:
+        return dict(error=f"timed out after {args.timeout}s")
+    found = {key: re.search(pattern, output) for key, pattern in PATTERNS.items()}
+    if result.returncode != 0 or not all(found.values()):
+        return dict(error=(output.strip().splitlines() or ["no output"])[-1][:200])
+    return {key: float(match[1]) for key, match in found.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Time MoT variants against the baseline on one GPU.")
+    parser.add_argument("--data", required=True, help="directory of wiki_* token and byte shards")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument("--steps", type=int, default=40, help="steps per variant (median over steps 21 onward)")
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per variant, compile included")
+    parser.add_argument("--baseline_ms", type=float, default=None, help="baseline ms per micro-step from another run")
+    parser.add_argument("--log_dir", default="logs/bench", help="where the runs' logs go")
+    parser.add_argument("--extra", default="", help="more train_gpt.py arguments for every variant")
+    args = parser.parse_args(argv)
+    names = args.variants.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"error: unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    results = {}
+    for name in names:
+        results[name] = run_variant(name, args, Path(args.log_dir))
+        print(f"{name}: {results[name]}", flush=True)
+    base = args.baseline_ms or results.get("baseline", {}).get("ms")
+    print("\n| variant | ms / micro-step | x baseline | peak MiB | compile s | val loss |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, r in results.items():
+        if "error" in r:
+            print(f"| {name} | {r['error']} | | | | |")
+            continue
+        ratio = f"{r['ms'] / base:.3f}" if base else "n/a"
+        print(f"| {name} | {r['ms']:.2f} | {ratio} | {r['peak_mib']:.0f} | {r['compile_s']:.0f} | {r['val_loss']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
