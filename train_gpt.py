@@ -10,8 +10,10 @@ import glob
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -84,6 +86,11 @@ class Hyperparameters:
     device: str = "auto"  # "cuda", "cpu", or "auto" (cuda when present)
     coordinate_descent_tuning: bool = False  # inductor kernel autotuning: compile took over 4.5 min on an H200 (DEVLOG)
     log_dir: str = "logs"  # where logs/<run id>.txt goes
+    # checkpoints
+    save_checkpoint: bool = False  # write a checkpoint when the run ends
+    save_every: int = 0  # also write one every this many steps (0: only at the end)
+    resume: str = ""  # continue the run saved in this checkpoint: same constants, data position, schedules
+    resume_force: bool = False  # resume even where constants differ from the checkpoint's
 
 
 # --smoke: a tiny configuration of the same model for CPU; explicit overrides still win
@@ -250,6 +257,15 @@ class TokenStream:
                                                self.bytes_per_token, self.byte_align))
         self.pos, self.length = 0, len(tokens)
         self.next_file += 1
+
+    def skip(self, n: int) -> None:
+        """Moves past the next n tokens, as take(n) would."""
+        while n > 0:
+            if self.pos == self.length:
+                self._load_next()
+            count = min(n, self.length - self.pos)
+            self.pos += count
+            n -= count
 
     def take(self, n: int) -> list[np.ndarray]:
         """The next n tokens (and their byte rows), across shard boundaries."""
@@ -935,24 +951,26 @@ def open_stream(cfg: Hyperparameters, pattern: str, role: str) -> TokenStream:
 
 
 def train_step(model, raw_model: GPT, optimizers, batches, window: Tensor, step: int, cfg: Hyperparameters,
-               runtime: Runtime) -> Tensor:
-    """One optimizer step over the global batch; returns the mean training loss (a device scalar)."""
+               runtime: Runtime, stop_requested: bool = False) -> tuple[Tensor, Tensor]:
+    """One optimizer step over the global batch. Returns device scalars, reduced over ranks without a host
+    sync: the mean training loss, and how many ranks asked to stop."""
     micro_steps = cfg.global_batch_seqs // runtime.world_size
-    loss_sum = torch.zeros((), device=runtime.device)
+    stats = torch.zeros(2, device=runtime.device)
     for _ in range(micro_steps):
         loss = run_model(model, next(batches), window)
         (loss / cfg.global_batch_seqs).backward()  # summed over ranks below: the global mean
-        loss_sum += loss.detach()
+        stats[0] += loss.detach()
+    stats[1] = torch.full((), float(stop_requested), device=runtime.device)  # a fill, not a host copy
     if runtime.world_size > 1:
         handles = [dist.all_reduce(p.grad, async_op=True) for p in raw_model.parameters()]
-        handles.append(dist.all_reduce(loss_sum, async_op=True))
+        handles.append(dist.all_reduce(stats, async_op=True))
         for handle in handles:
             handle.wait()
     set_schedules(optimizers, step, cfg)
     for opt in optimizers:
         opt.step()
     raw_model.zero_grad(set_to_none=True)
-    return loss_sum / cfg.global_batch_seqs
+    return stats[0] / cfg.global_batch_seqs, stats[1]
 
 
 @torch.no_grad()
@@ -1056,6 +1074,98 @@ def peak_memory_report(runtime: Runtime) -> str:
 
 
 # -----------------------------------------------------------------------------
+# Checkpoints and clean stops
+
+CHECKPOINT_FORMAT = "speedrun-checkpoint-1"
+# constants that may change between a run and its resumption
+RESUMABLE_CHANGES = {"resume", "resume_force", "save_checkpoint", "save_every", "stop_step", "log_dir",
+                     "warmup_steps", "val_loss_every", "device", "coordinate_descent_tuning"}
+
+
+def share_muon_state(muon: Muon, runtime: Runtime) -> None:
+    """Gives every rank every momentum buffer (each rank keeps only its own matrices' otherwise)."""
+    if runtime.world_size == 1:
+        return
+    for group in muon.param_groups:
+        for i, p in enumerate(group["params"]):
+            state = muon.state[p]
+            buffer = state.get("momentum_buffer")
+            if buffer is None:
+                buffer = state["momentum_buffer"] = torch.zeros_like(p)
+            dist.broadcast(buffer, src=i % runtime.world_size)
+
+
+def write_checkpoint(path: Path, step: int, train_ms: float, cfg: Hyperparameters, runtime: Runtime,
+                    raw_model: GPT, optimizers) -> None:
+    """Rank 0 writes the run's state atomically (a temporary file, then a rename); all ranks must call."""
+    if step > 0:
+        share_muon_state(optimizers[-1], runtime)
+    if not runtime.master:
+        return
+    state = dict(format=CHECKPOINT_FORMAT, step=step, train_ms=train_ms,
+                 tokens_consumed=step * cfg.global_batch_seqs * cfg.seq_len, constants=dataclasses.asdict(cfg),
+                 model=raw_model.state_dict(), optimizers=[opt.state_dict() for opt in optimizers],
+                 cpu_rng=torch.get_rng_state(),
+                 cuda_rng=torch.cuda.get_rng_state(runtime.device) if runtime.device.type == "cuda" else None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, cfg: Hyperparameters, runtime: Runtime) -> dict:
+    """Reads and checks a checkpoint of this script; returns its state."""
+    if not Path(path).is_file():
+        raise RunError(f"--resume={path}: no such file")
+    try:
+        state = torch.load(path, map_location=runtime.device, weights_only=True)
+    except Exception as e:  # a truncated zip, a foreign pickle, ...: torch raises many kinds
+        raise RunError(f"--resume={path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})")
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"--resume={path}: not a checkpoint of this script")
+    differing = {name: (value, getattr(cfg, name)) for name, value in state["constants"].items()
+                 if name not in RESUMABLE_CHANGES and getattr(cfg, name, value) != value}
+    if differing and not cfg.resume_force:
+        listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in differing.items())
+        raise RunError(f"--resume={path}: constants differ from the checkpoint's ({listed}); "
+                       "pass --resume_force=1 to resume anyway")
+    return state
+
+
+def restore(state: dict, raw_model: GPT, optimizers, runtime: Runtime) -> None:
+    raw_model.load_state_dict(state["model"])
+    for opt, opt_state in zip(optimizers, state["optimizers"]):
+        opt.load_state_dict(opt_state)
+    torch.set_rng_state(state["cpu_rng"].cpu())
+    if state["cuda_rng"] is not None and runtime.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), runtime.device)
+
+
+class StopRequest:
+    """SIGTERM or SIGINT asks the run to stop after the current step; a second signal exits at once."""
+
+    def __init__(self):
+        self.signal = None
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:
+            os._exit(128 + signum)
+        self.signal = signum
+        print(f"received {signal.Signals(signum).name}: stopping after this step (again to exit now)", flush=True)
+
+
+class StoppedBySignal(Exception):
+    """The run saved its state and stops on request; main exits with 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.exit_code = 128 + signum
+
+
+# -----------------------------------------------------------------------------
 # Main
 
 
@@ -1127,6 +1237,7 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
     byte_table = load_byte_table(cfg) if cfg.use_mot else None
     if byte_table is not None:
         check_byte_shards(cfg, byte_table)
+    resumed = load_checkpoint(cfg.resume, cfg, runtime) if cfg.resume else None  # checked before compiling
 
     raw_model = build_model(cfg, runtime)
     optimizers = build_optimizers(raw_model, cfg, runtime)
@@ -1140,41 +1251,66 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
     synchronize(runtime)
     log(f"warm-up and compile: {time.perf_counter() - compile_start:.1f}s")
 
-    batches = rank_batches(open_stream(cfg, cfg.train_files, "training"), cfg.global_batch_seqs, cfg.seq_len,
-                           runtime.rank, runtime.world_size, runtime.device)
-    steps, train_ms, step_ms, val_loss = run_steps(cfg), 0.0, [], float("nan")
-    pending_loss = None
+    stream = open_stream(cfg, cfg.train_files, "training")
+    start_step, train_ms = 0, 0.0
+    if resumed is not None:
+        restore(resumed, raw_model, optimizers, runtime)
+        start_step, train_ms = resumed["step"], resumed["train_ms"]
+        stream.skip(resumed["tokens_consumed"])
+        log(f"resumed from {cfg.resume} after step {start_step}")
+    batches = rank_batches(stream, cfg.global_batch_seqs, cfg.seq_len, runtime.rank, runtime.world_size,
+                           runtime.device)
+    steps, step_ms, val_loss = run_steps(cfg), [], float("nan")
+    stop, stop_agreed, pending = StopRequest(), False, None
     synchronize(runtime)
     t0 = time.perf_counter()
-    for step in range(steps + 1):
+    for step in range(start_step, steps + 1):
         window = windows(window_blocks(step, cfg))
-        if step == steps or (cfg.val_loss_every > 0 and step % cfg.val_loss_every == 0):
+        validate = step == steps or (cfg.val_loss_every > 0 and step % cfg.val_loss_every == 0)
+        validate = validate and not (cfg.resume and step == start_step < steps)  # the earlier run logged it
+        checkpoint = step > start_step and (stop_agreed or (cfg.save_every > 0 and step % cfg.save_every == 0)
+                                            or (step == steps and (cfg.save_checkpoint or cfg.save_every > 0)))
+        if validate or checkpoint:
             synchronize(runtime)
             train_ms += 1000 * (time.perf_counter() - t0)
-            val_loss = evaluate(model, cfg, runtime, window)
-            log(f"step:{step}/{cfg.num_iterations} val_loss:{val_loss:.4f} train_time:{train_ms:.0f}ms "
-                f"step_avg:{train_ms / max(step, 1):.2f}ms")
+            if validate:
+                val_loss = evaluate(model, cfg, runtime, window)
+                log(f"step:{step}/{cfg.num_iterations} val_loss:{val_loss:.4f} train_time:{train_ms:.0f}ms "
+                    f"step_avg:{train_ms / max(step, 1):.2f}ms")
+            if checkpoint:
+                path = log.path.with_suffix("") / f"state_step{step:06d}.pt" if log.path else None
+                write_checkpoint(path, step, train_ms, cfg, runtime, raw_model, optimizers)
+                log(f"checkpoint: {path}")
+            if stop_agreed:
+                log(f"stopped on request after step {step}; continue with --resume={path}")
+                raise StoppedBySignal(stop.signal or signal.SIGTERM)
             synchronize(runtime)
             t0 = time.perf_counter()
         if step == steps:
             break
         step_start = time.perf_counter()
-        loss = train_step(model, raw_model, optimizers, batches, window, step, cfg, runtime)
-        if pending_loss is not None:
-            check_finite(*pending_loss)
-        pending_loss = (loss, step + 1)
+        loss, stop_votes = train_step(model, raw_model, optimizers, batches, window, step, cfg, runtime,
+                                      stop.signal is not None)
+        if pending is not None:  # read the previous step's results now that this step is queued
+            check_finite(pending[0], step)
+            stop_agreed = pending[1].item() > 0
+        pending = (loss, stop_votes)
         now = time.perf_counter()
         step_ms.append(1000 * (now - step_start))
         elapsed = train_ms + 1000 * (now - t0)
-        log(f"step:{step + 1}/{cfg.num_iterations} train_time:{elapsed:.0f}ms step_avg:{elapsed / (step + 1):.2f}ms")
-    check_finite(*pending_loss)
+        log(f"step:{step + 1}/{cfg.num_iterations} train_time:{elapsed:.0f}ms "
+            f"step_avg:{elapsed / (step + 1):.2f}ms")
+    if pending is not None:
+        check_finite(pending[0], steps)
 
     log(peak_memory_report(runtime))
     steady = step_ms[min(20, len(step_ms) // 2):]
-    median = float(np.median(steady))
-    micro = cfg.global_batch_seqs // runtime.world_size
-    log(f"final val_loss:{val_loss:.4f} train_time:{train_ms:.0f}ms median step:{median:.2f}ms "
-        f"({median / micro:.2f}ms per micro-step, steps {len(step_ms) - len(steady) + 1}-{len(step_ms)})")
+    if steady:
+        median = float(np.median(steady))
+        micro = cfg.global_batch_seqs // runtime.world_size
+        first = start_step + len(step_ms) - len(steady) + 1
+        log(f"final val_loss:{val_loss:.4f} train_time:{train_ms:.0f}ms median step:{median:.2f}ms "
+            f"({median / micro:.2f}ms per micro-step, steps {first}-{start_step + len(step_ms)})")
     log(f"log: {log.path}")
 
 
@@ -1203,6 +1339,8 @@ def main(argv: list[str]) -> int:
         if runtime is None or runtime.master:
             print(f"error: {e}", file=sys.stderr, flush=True)
         return 1
+    except StoppedBySignal as e:
+        return e.exit_code
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

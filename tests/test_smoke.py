@@ -62,3 +62,16 @@ def test_mot_smoke_trains_the_same_in_one_and_two_processes(tmp_path, variant):
     _, two = smoke_run(tmp_path / "two", 2, *overrides)
     for step in one:
         assert two[step] == pytest.approx(one[step], abs=0.03), step
+
+
+def test_stopped_and_resumed_run_equals_the_uninterrupted_one(single, tmp_path):
+    _, full = single
+    first_log, first = smoke_run(tmp_path / "first", 1, "--stop_step=20", "--save_checkpoint=1")
+    checkpoint = re.search(r"^checkpoint: (\S+state_step000020\.pt)$", first_log, re.M)
+    assert checkpoint, first_log[-2000:]
+    second_log, second = smoke_run(tmp_path / "second", 1, f"--resume={checkpoint[1]}")
+    assert f"resumed from {checkpoint[1]} after step 20" in second_log
+    assert sorted(first) == [0, 10, 20] and sorted(second) == [30, 40]
+    for step, loss in {**first, **second}.items():
+        assert loss == full[step], step  # the same to the last printed digit
+    assert [int(m[1]) for m in TRAIN_LINE.finditer(second_log)] == list(range(21, 41))
