@@ -258,26 +258,24 @@ class TokenStream:
         self.pos, self.length = 0, len(tokens)
         self.next_file += 1
 
-    def skip(self, n: int) -> None:
-        """Moves past the next n tokens, as take(n) would."""
+    def _spans(self, n: int):
+        """Yields views of the current shard's arrays that together cover the next n tokens."""
         while n > 0:
             if self.pos == self.length:
                 self._load_next()
-            count = min(n, self.length - self.pos)
+            start, count = self.pos, min(n, self.length - self.pos)
             self.pos += count
             n -= count
+            yield [a[start:start + count] for a in self.arrays]
+
+    def skip(self, n: int) -> None:
+        """Moves past the next n tokens, as take(n) would."""
+        for _ in self._spans(n):
+            pass
 
     def take(self, n: int) -> list[np.ndarray]:
         """The next n tokens (and their byte rows), across shard boundaries."""
-        parts = []
-        while n > 0:
-            if self.pos == self.length:
-                self._load_next()
-            count = min(n, self.length - self.pos)
-            parts.append([a[self.pos:self.pos + count] for a in self.arrays])
-            self.pos += count
-            n -= count
-        return [np.concatenate(column) for column in zip(*parts)]
+        return [np.concatenate(column) for column in zip(*self._spans(n))]
 
 
 def to_device(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> Tensor:

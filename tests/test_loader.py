@@ -87,3 +87,11 @@ def test_byte_shard_must_match_its_token_shard(tmp_path):
 def test_missing_pattern_names_the_fetch_command(tmp_path):
     with pytest.raises(T.DataError, match="python data/cached_fineweb10B.py"):
         T.shard_files(str(tmp_path / "*.bin"), "training")
+
+
+def test_skip_lands_where_take_would(shards):
+    files, tokens = shards
+    for n in (0, 36, 37, 141, 300):
+        stream = T.TokenStream(files)
+        stream.skip(n)
+        assert np.array_equal(stream.take(50)[0], tokens[n:n + 50])
