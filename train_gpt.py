@@ -218,8 +218,10 @@ def load_byte_shard(path: Path, num_tokens: int, bytes_per_token: int, align: st
     check_shard_size(path, "byte", num_tokens, bytes_per_token)
     if header_only:
         return None
-    rows = np.fromfile(path, dtype=np.uint8, count=num_tokens * bytes_per_token, offset=SHARD_HEADER_BYTES)
-    return rows.reshape(num_tokens, bytes_per_token)
+    if num_tokens == 0:
+        return np.empty((0, bytes_per_token), dtype=np.uint8)  # an empty file cannot be mapped
+    # mapped, not read: a 100M-token shard holds 1.6 GB of rows, of which a reader takes slices
+    return np.memmap(path, dtype=np.uint8, mode="r", offset=SHARD_HEADER_BYTES, shape=(num_tokens, bytes_per_token))
 
 
 def shard_files(pattern: str, role: str) -> list[Path]:
@@ -460,10 +462,14 @@ def sliding_window_causal(docs: Tensor, block_size: int, window_blocks: Tensor):
     return mask_mod
 
 
+def dense_mask(mask_mod, length: int, device: torch.device) -> Tensor:
+    """The (length, length) boolean mask, evaluating mask_mod at every position pair."""
+    pos = torch.arange(length, device=device)
+    return mask_mod(0, 0, pos[:, None], pos[None, :])
+
+
 def dense_attention_mask(docs: Tensor, block_size: int, window_blocks: Tensor) -> Tensor:
-    """The (T, T) boolean mask, evaluating the mask_mod at every position pair."""
-    pos = torch.arange(len(docs), device=docs.device)
-    return sliding_window_causal(docs, block_size, window_blocks)(0, 0, pos[:, None], pos[None, :])
+    return dense_mask(sliding_window_causal(docs, block_size, window_blocks), len(docs), docs.device)
 
 
 def block_structure(docs: Tensor, block_size: int, window_blocks: Tensor) -> tuple[Tensor, Tensor]:
@@ -559,8 +565,8 @@ class DenseAttentionBackend:
 
     @staticmethod
     def byte_mask(token_docs: Tensor, slots: int, window_tokens: int, doc_mask: bool) -> Tensor:
-        pos = torch.arange(len(token_docs) * slots, device=token_docs.device)
-        return byte_window_causal(token_docs, slots, window_tokens, doc_mask)(0, 0, pos[:, None], pos[None, :])
+        mask_mod = byte_window_causal(token_docs, slots, window_tokens, doc_mask)
+        return dense_mask(mask_mod, len(token_docs) * slots, token_docs.device)
 
     @staticmethod
     def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float) -> Tensor:
@@ -731,7 +737,7 @@ class ByteFrontEnd(nn.Module):
 
     def byte_features(self, input_bytes: Tensor, docs: Tensor) -> Tensor:
         """(T, slots, byte_dim) features of each token's bytes."""
-        T, B = input_bytes.shape
+        T = input_bytes.size(0)
         x = self.byte_embed(input_bytes) + self.byte_slot_embed.weight
         x = x.view(T, self.slots, self.cfg.byte_pool, -1).sum(dim=2)
         if self.byte_self_attn is not None:
