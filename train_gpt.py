@@ -25,6 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
+from torch.profiler import ProfilerActivity
 
 # -----------------------------------------------------------------------------
 # Constants: edit here or override on the command line as --name=value
@@ -86,6 +87,8 @@ class Hyperparameters:
     device: str = "auto"  # "cuda", "cpu", or "auto" (cuda when present)
     coordinate_descent_tuning: bool = False  # inductor kernel autotuning: compile took over 4.5 min on an H200 (DEVLOG)
     log_dir: str = "logs"  # where logs/<run id>.txt goes
+    profile_steps: int = 0  # after the run, profile this many more steps on random tokens (table in the log)
+    devlog: str = ""  # append the run's result line with this note to DEVLOG.md
     # checkpoints
     save_checkpoint: bool = False  # write a checkpoint when the run ends
     save_every: int = 0  # also write one every this many steps (0: only at the end)
@@ -303,7 +306,7 @@ def rank_batches(stream: TokenStream, seqs_per_step: int, seq_len: int, rank: in
             tokens = chunk[0][start:end + 1].astype(np.int64)
             batch = [to_device(tokens[:-1], torch.int32, device), to_device(tokens[1:], torch.int64, device)]
             if len(chunk) > 1:
-                batch.append(to_device(chunk[1][start:end], torch.int32, device))
+                batch.append(to_device(chunk[1][start:end], torch.uint8, device))
             yield tuple(batch)
 
 
@@ -698,8 +701,8 @@ class ByteSelfAttention(nn.Module):
 
 
 class TokenByteCrossAttention(nn.Module):
-    """Each token's query (from its embedding) attends to exactly its own byte slots: small batched
-    products over (tokens, slots), no mask."""
+    """Each token's query (from its embedding) attends to exactly its own byte slots: products and sums
+    over (tokens, slots), no mask."""
 
     def __init__(self, cfg: Hyperparameters):
         super().__init__()
@@ -710,14 +713,20 @@ class TokenByteCrossAttention(nn.Module):
         # residual mixing starts from the baseline's embedding; replacing needs a live projection
         self.c_proj = CastedLinear(inner, cfg.model_dim, zero_init=cfg.mot_mix == "residual")
 
-    def forward(self, token_x: Tensor, byte_x: Tensor) -> Tensor:  # (T, model_dim), (T, S, byte_dim)
-        T, S = byte_x.shape[:2]
-        q = F.linear(token_x, self.q_w.type_as(token_x)).view(T, self.heads, BYTE_HEAD_DIM)
-        kv = F.linear(byte_x, self.kv_w.flatten(0, 1).type_as(byte_x)).view(T, S, 2, self.heads, BYTE_HEAD_DIM)
-        k, v = kv.unbind(2)
-        q, k = rms_norm(q), rms_norm(k)
-        weights = (torch.einsum("thd,tshd->ths", q, k) * self.scale).float().softmax(dim=-1).type_as(v)
-        return self.c_proj(torch.einsum("ths,tshd->thd", weights, v).reshape(T, -1))
+    def keys_values(self, byte_x: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalized keys and values, (..., heads, head dim) each, of byte features (..., byte_dim)."""
+        kv = F.linear(rms_norm(byte_x), self.kv_w.flatten(0, 1).type_as(byte_x))
+        k, v = kv.unflatten(-1, (2, self.heads, BYTE_HEAD_DIM)).unbind(-3)
+        return rms_norm(k), v
+
+    def forward(self, token_x: Tensor, k: Tensor, v: Tensor) -> Tensor:  # (T, model_dim), (T, S, heads, 64) x 2
+        T = token_x.size(0)
+        q = rms_norm(F.linear(rms_norm(token_x), self.q_w.type_as(token_x)).view(T, 1, self.heads, BYTE_HEAD_DIM))
+        # broadcast products and sums over the slots: fused elementwise kernels, where batched matrix
+        # products of (1 x 64) by (64 x S) would run one tiny GEMM per token and head
+        scores = (q * k).sum(dim=-1, dtype=torch.float32) * self.scale  # (T, S, heads)
+        weights = scores.softmax(dim=1).type_as(v)
+        return self.c_proj((weights[..., None] * v).sum(dim=1).reshape(T, -1))
 
 
 class ByteFrontEnd(nn.Module):
@@ -735,19 +744,38 @@ class ByteFrontEnd(nn.Module):
         self.token_byte_cross_attn = TokenByteCrossAttention(cfg)
         self.mix_lambdas = nn.Parameter(torch.tensor([1.0, 1.0]))  # residual: weights of token and byte parts
 
+    def byte_counts(self, input_bytes: Tensor) -> Tensor:
+        """(T, slots, 256): how often each byte value stands in each of a token's slots (one-hot without
+        pooling), from (T, bytes_per_token) byte values of any integer dtype. Embedding lookups become
+        products with it, whose backward is a matrix product too: deterministic, no scatter-add."""
+        T = input_bytes.size(0)
+        one_hot = input_bytes[..., None] == torch.arange(BYTE_VALUES, device=input_bytes.device)
+        return one_hot.view(T, self.slots, self.cfg.byte_pool, BYTE_VALUES).sum(dim=2, dtype=self.byte_embed.weight.dtype)
+
     def byte_features(self, input_bytes: Tensor, docs: Tensor) -> Tensor:
         """(T, slots, byte_dim) features of each token's bytes."""
         T = input_bytes.size(0)
-        x = self.byte_embed(input_bytes) + self.byte_slot_embed.weight
-        x = x.view(T, self.slots, self.cfg.byte_pool, -1).sum(dim=2)
+        slot_embed = self.byte_slot_embed.weight.view(self.slots, self.cfg.byte_pool, -1).sum(dim=1)
+        x = self.byte_counts(input_bytes) @ self.byte_embed.weight + slot_embed
         if self.byte_self_attn is not None:
             mask = self.backend.byte_mask(docs, self.slots, self.cfg.byte_window_tokens, self.cfg.byte_doc_mask)
             x = self.byte_self_attn(x.view(1, T * self.slots, -1), mask).view(T, self.slots, -1)
         return x
 
+    def byte_keys_values(self, input_bytes: Tensor, docs: Tensor) -> tuple[Tensor, Tensor]:
+        """(T, slots, heads, 64) keys and values of each token's byte slots for the cross-attention."""
+        cross = self.token_byte_cross_attn
+        if self.byte_self_attn is not None or self.cfg.byte_pool > 1:
+            return cross.keys_values(self.byte_features(input_bytes, docs))
+        # a slot's features are then a function of its byte value and position alone: compute keys and
+        # values once for each of the slots x 256 (slot, value) pairs, then select each slot's row
+        slot_tables = self.byte_embed.weight[None] + self.byte_slot_embed.weight[:, None]  # (slots, 256, dim)
+        k_table, v_table = cross.keys_values(slot_tables)  # (slots, 256, heads, 64)
+        one_hot = self.byte_counts(input_bytes)
+        return (torch.einsum("tsv,svhd->tshd", one_hot, k_table), torch.einsum("tsv,svhd->tshd", one_hot, v_table))
+
     def forward(self, token_embed: Tensor, input_bytes: Tensor, docs: Tensor) -> Tensor:
-        byte_x = self.byte_features(input_bytes, docs)
-        from_bytes = self.token_byte_cross_attn(rms_norm(token_embed), rms_norm(byte_x))
+        from_bytes = self.token_byte_cross_attn(token_embed, *self.byte_keys_values(input_bytes, docs))
         if self.cfg.mot_mix == "replace":
             return from_bytes
         return self.mix_lambdas[0] * token_embed + self.mix_lambdas[1] * from_bytes
@@ -793,16 +821,20 @@ class GPT(nn.Module):
         self.lm_head = CastedLinear(cfg.model_dim, padded_vocab_size(cfg.vocab_size), zero_init=True,
                                     fp8_scales=fp8_scales)
 
-    def logits(self, input_seq: Tensor, window_blocks: Tensor, input_bytes: Tensor | None = None) -> Tensor:
-        """(1, T, padded vocab) softcapped float32 logits for a 1-D sequence of token ids (and, with the
-        MoT front end, their (T, bytes_per_token) byte rows)."""
+    def embed_input(self, input_seq: Tensor, input_bytes: Tensor | None = None) -> Tensor:
+        """(T, model_dim) input embedding of a 1-D sequence of token ids; with the MoT front end, enriched
+        by their (T, bytes_per_token) byte rows."""
+        embedding = self.embed(input_seq)
+        if self.byte_front_end is not None:
+            embedding = self.byte_front_end(embedding, input_bytes, document_ids(input_seq))
+        return embedding
+
+    def trunk_logits(self, embedding: Tensor, input_seq: Tensor, window_blocks: Tensor) -> Tensor:
+        """(1, T, padded vocab) softcapped float32 logits: the transformer blocks and the head."""
         cfg = self.cfg
         docs = document_ids(input_seq)
         long_mask = self.backend.mask(docs, window_blocks)
         short_mask = self.backend.mask(docs, torch.clamp_min(window_blocks // 2, 1))
-        embedding = self.embed(input_seq)
-        if self.byte_front_end is not None:
-            embedding = self.byte_front_end(embedding, input_bytes, docs)
         x = x0 = rms_norm(embedding[None])
         value_embeds = [ve(input_seq) for ve in self.value_embeds]
         skips = []
@@ -818,10 +850,24 @@ class GPT(nn.Module):
         logits = self.lm_head(rms_norm(x)).float()
         return 2 * cfg.logit_cap * torch.sigmoid(logits * (2 / cfg.logit_cap))
 
+    def trunk_loss(self, embedding: Tensor, input_seq: Tensor, target_seq: Tensor, window_blocks: Tensor) -> Tensor:
+        logits = self.trunk_logits(embedding, input_seq, window_blocks)
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), target_seq)
+
+    def logits(self, input_seq: Tensor, window_blocks: Tensor, input_bytes: Tensor | None = None) -> Tensor:
+        return self.trunk_logits(self.embed_input(input_seq, input_bytes), input_seq, window_blocks)
+
     def forward(self, input_seq: Tensor, target_seq: Tensor, window_blocks: Tensor,
                 input_bytes: Tensor | None = None) -> Tensor:
-        logits = self.logits(input_seq, window_blocks, input_bytes)
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), target_seq)
+        return self.trunk_loss(self.embed_input(input_seq, input_bytes), input_seq, target_seq, window_blocks)
+
+
+def compile_model(model: GPT) -> None:
+    """Compiles the input embedding and the trunk (blocks, head, loss) as two graphs. The trunk's graph is
+    the same whatever the front end, so inductor's on-disk cache compiles it once per machine and
+    front-end ablations after the first pay only for their own small graph."""
+    model.embed_input = torch.compile(model.embed_input, dynamic=False)
+    model.trunk_loss = torch.compile(model.trunk_loss, dynamic=False)
 
 
 # -----------------------------------------------------------------------------
@@ -954,7 +1000,7 @@ def open_stream(cfg: Hyperparameters, pattern: str, role: str) -> TokenStream:
     return TokenStream(shard_files(pattern, role), cfg.bytes_per_token if cfg.use_mot else None, cfg.byte_align)
 
 
-def train_step(model, raw_model: GPT, optimizers, batches, window: Tensor, step: int, cfg: Hyperparameters,
+def train_step(model: GPT, optimizers, batches, window: Tensor, step: int, cfg: Hyperparameters,
                runtime: Runtime, stop_requested: bool = False) -> tuple[Tensor, Tensor]:
     """One optimizer step over the global batch. Returns device scalars, reduced over ranks without a host
     sync: the mean training loss, and how many ranks asked to stop."""
@@ -966,14 +1012,14 @@ def train_step(model, raw_model: GPT, optimizers, batches, window: Tensor, step:
         stats[0] += loss.detach()
     stats[1] = torch.full((), float(stop_requested), device=runtime.device)  # a fill, not a host copy
     if runtime.world_size > 1:
-        handles = [dist.all_reduce(p.grad, async_op=True) for p in raw_model.parameters()]
+        handles = [dist.all_reduce(p.grad, async_op=True) for p in model.parameters()]
         handles.append(dist.all_reduce(stats, async_op=True))
         for handle in handles:
             handle.wait()
     set_schedules(optimizers, step, cfg)
     for opt in optimizers:
         opt.step()
-    raw_model.zero_grad(set_to_none=True)
+    model.zero_grad(set_to_none=True)
     return stats[0] / cfg.global_batch_seqs, stats[1]
 
 
@@ -1002,20 +1048,20 @@ def random_batches(cfg: Hyperparameters, seq_len: int, device: torch.device, byt
         tokens[torch.rand(seq_len + 1, generator=generator) < 0.002] = EOT_TOKEN
         batch = [tokens[:-1].to(device, torch.int32), tokens[1:].to(device)]
         if byte_table is not None:
-            batch.append(torch.from_numpy(byte_table[tokens[:-1].numpy()]).to(device, torch.int32))
+            batch.append(torch.from_numpy(byte_table[tokens[:-1].numpy()]).to(device))
         yield tuple(batch)
 
 
-def warm_up(model, raw_model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, windows: WindowTensors,
+def warm_up(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, windows: WindowTensors,
             log, byte_table: np.ndarray | None = None):
     """Runs training and validation once on random tokens so that compilation happens before the clock,
     then restores the model and optimizer states exactly as they were."""
-    saved_model = copy.deepcopy(raw_model.state_dict())
+    saved_model = copy.deepcopy(model.state_dict())
     saved_opts = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
     train_batches = random_batches(cfg, cfg.seq_len, runtime.device, byte_table)
     start = time.perf_counter()
     for step in range(cfg.warmup_steps):
-        train_step(model, raw_model, optimizers, train_batches, windows(window_blocks(step, cfg)), step, cfg,
+        train_step(model, optimizers, train_batches, windows(window_blocks(step, cfg)), step, cfg,
                    runtime)
         synchronize(runtime)
         log(f"warm-up training step {step + 1}/{cfg.warmup_steps}: {time.perf_counter() - start:.1f}s")
@@ -1026,9 +1072,26 @@ def warm_up(model, raw_model: GPT, optimizers, cfg: Hyperparameters, runtime: Ru
             model.train()
         synchronize(runtime)
         log(f"warm-up validation forward: {time.perf_counter() - start:.1f}s")
-    raw_model.load_state_dict(saved_model)
+    model.load_state_dict(saved_model)
     for opt, state in zip(optimizers, saved_opts):
         opt.load_state_dict(state)
+
+
+def profile(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, window: Tensor, log,
+            byte_table: np.ndarray | None) -> None:
+    """Logs the operators and kernels of profile_steps training steps on random tokens, by their own time.
+    Runs after the timed steps: a CUDA profiling session can slow later kernel launches in the process."""
+    batches = random_batches(cfg, cfg.seq_len, runtime.device, byte_table)
+    activities = [ProfilerActivity.CPU]
+    if runtime.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for step in range(cfg.profile_steps):
+            train_step(model, optimizers, batches, window, step, cfg, runtime)
+        synchronize(runtime)
+    sort = "self_device_time_total" if runtime.device.type == "cuda" else "self_cpu_time_total"
+    log(f"profile of {cfg.profile_steps} training steps (rank {runtime.rank}):\n"
+        + prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=90))
 
 
 # -----------------------------------------------------------------------------
@@ -1069,12 +1132,55 @@ def environment_report(runtime: Runtime) -> str:
     return "\n".join(lines)
 
 
+def peak_memory_mib(runtime: Runtime) -> int:
+    """Peak tensor memory on the GPU, or the process's peak resident memory on CPU."""
+    if runtime.device.type == "cuda":
+        return torch.cuda.max_memory_allocated() // 2**20
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
 def peak_memory_report(runtime: Runtime) -> str:
     if runtime.device.type == "cuda":
-        return (f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB "
+        return (f"peak memory allocated: {peak_memory_mib(runtime)} MiB "
                 f"reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB")
-    import resource
-    return f"peak memory (process RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB"
+    return f"peak memory (process RSS): {peak_memory_mib(runtime)} MiB"
+
+
+def git_commit() -> str:
+    """Short commit of this file's checkout, with a * when tracked files differ from it."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "no-git"
+    return head + ("*" if dirty else "")
+
+
+# constants that say where a run logs or saves, not what it trains: left out of its result line
+NOT_IN_RESULT = {"log_dir", "devlog", "profile_steps", "save_checkpoint", "save_every", "resume", "resume_force",
+                 "warmup_steps", "val_loss_every"}
+
+
+def result_line(cfg: Hyperparameters, runtime: Runtime, val_loss: float, train_ms: float, median_ms: float) -> str:
+    """One Markdown line to paste into DEVLOG.md."""
+    changed = " ".join(f"{k}={v}" for k, v in changed_constants(cfg).items() if k not in NOT_IN_RESULT)
+    device = torch.cuda.get_device_name(runtime.device) if runtime.device.type == "cuda" else "CPU"
+    return (f"- {time.strftime('%Y-%m-%d')} `{git_commit()}` {runtime.world_size} x {device} "
+            f"`{changed or 'defaults'}`: val_loss {val_loss:.4f}, train_time {train_ms / 1000:.1f} s, "
+            f"median step {median_ms:.2f} ms, peak memory {peak_memory_mib(runtime)} MiB")
+
+
+DEVLOG = Path(__file__).resolve().parent / "DEVLOG.md"  # the experiment journal that --devlog appends to
+
+
+def append_to_devlog(line: str, note: str) -> Path:
+    with open(DEVLOG, "a") as f:
+        f.write(f"{line}. {note}\n")
+    return DEVLOG
 
 
 # -----------------------------------------------------------------------------
@@ -1083,7 +1189,8 @@ def peak_memory_report(runtime: Runtime) -> str:
 CHECKPOINT_FORMAT = "speedrun-checkpoint-1"
 # constants that may change between a run and its resumption
 RESUMABLE_CHANGES = {"resume", "resume_force", "save_checkpoint", "save_every", "stop_step", "log_dir",
-                     "warmup_steps", "val_loss_every", "device", "coordinate_descent_tuning"}
+                     "warmup_steps", "val_loss_every", "device", "coordinate_descent_tuning", "profile_steps",
+                     "devlog"}
 
 
 def share_muon_state(muon: Muon, runtime: Runtime) -> None:
@@ -1100,7 +1207,7 @@ def share_muon_state(muon: Muon, runtime: Runtime) -> None:
 
 
 def write_checkpoint(path: Path, step: int, train_ms: float, cfg: Hyperparameters, runtime: Runtime,
-                    raw_model: GPT, optimizers) -> None:
+                     model: GPT, optimizers) -> None:
     """Rank 0 writes the run's state atomically (a temporary file, then a rename); all ranks must call."""
     if step > 0:
         share_muon_state(optimizers[-1], runtime)
@@ -1108,7 +1215,7 @@ def write_checkpoint(path: Path, step: int, train_ms: float, cfg: Hyperparameter
         return
     state = dict(format=CHECKPOINT_FORMAT, step=step, train_ms=train_ms,
                  tokens_consumed=step * cfg.global_batch_seqs * cfg.seq_len, constants=dataclasses.asdict(cfg),
-                 model=raw_model.state_dict(), optimizers=[opt.state_dict() for opt in optimizers],
+                 model=model.state_dict(), optimizers=[opt.state_dict() for opt in optimizers],
                  cpu_rng=torch.get_rng_state(),
                  cuda_rng=torch.cuda.get_rng_state(runtime.device) if runtime.device.type == "cuda" else None)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1136,8 +1243,8 @@ def load_checkpoint(path: str, cfg: Hyperparameters, runtime: Runtime) -> dict:
     return state
 
 
-def restore(state: dict, raw_model: GPT, optimizers, runtime: Runtime) -> None:
-    raw_model.load_state_dict(state["model"])
+def restore(state: dict, model: GPT, optimizers, runtime: Runtime) -> None:
+    model.load_state_dict(state["model"])
     for opt, opt_state in zip(optimizers, state["optimizers"]):
         opt.load_state_dict(opt_state)
     torch.set_rng_state(state["cpu_rng"].cpu())
@@ -1243,22 +1350,22 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
         check_byte_shards(cfg, byte_table)
     resumed = load_checkpoint(cfg.resume, cfg, runtime) if cfg.resume else None  # checked before compiling
 
-    raw_model = build_model(cfg, runtime)
-    optimizers = build_optimizers(raw_model, cfg, runtime)
+    model = build_model(cfg, runtime)
+    optimizers = build_optimizers(model, cfg, runtime)
     if runtime.compiled:
         torch._inductor.config.coordinate_descent_tuning = cfg.coordinate_descent_tuning
-    model = torch.compile(raw_model, dynamic=False) if runtime.compiled else raw_model
+        compile_model(model)
     windows = WindowTensors(runtime.device)
 
     compile_start = time.perf_counter()
-    warm_up(model, raw_model, optimizers, cfg, runtime, windows, log, byte_table)
+    warm_up(model, optimizers, cfg, runtime, windows, log, byte_table)
     synchronize(runtime)
     log(f"warm-up and compile: {time.perf_counter() - compile_start:.1f}s")
 
     stream = open_stream(cfg, cfg.train_files, "training")
     start_step, train_ms = 0, 0.0
     if resumed is not None:
-        restore(resumed, raw_model, optimizers, runtime)
+        restore(resumed, model, optimizers, runtime)
         start_step, train_ms = resumed["step"], resumed["train_ms"]
         stream.skip(resumed["tokens_consumed"])
         log(f"resumed from {cfg.resume} after step {start_step}")
@@ -1283,7 +1390,7 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
                     f"step_avg:{train_ms / max(step, 1):.2f}ms")
             if checkpoint:
                 path = log.path.with_suffix("") / f"state_step{step:06d}.pt" if log.path else None
-                write_checkpoint(path, step, train_ms, cfg, runtime, raw_model, optimizers)
+                write_checkpoint(path, step, train_ms, cfg, runtime, model, optimizers)
                 log(f"checkpoint: {path}")
             if stop_agreed:
                 log(f"stopped on request after step {step}; continue with --resume={path}")
@@ -1293,7 +1400,7 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
         if step == steps:
             break
         step_start = time.perf_counter()
-        loss, stop_votes = train_step(model, raw_model, optimizers, batches, window, step, cfg, runtime,
+        loss, stop_votes = train_step(model, optimizers, batches, window, step, cfg, runtime,
                                       stop.signal is not None)
         if pending is not None:  # read the previous step's results now that this step is queued
             check_finite(pending[0], step)
@@ -1309,12 +1416,19 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
 
     log(peak_memory_report(runtime))
     steady = step_ms[min(20, len(step_ms) // 2):]
+    median = float(np.median(steady)) if steady else float("nan")
     if steady:
-        median = float(np.median(steady))
         micro = cfg.global_batch_seqs // runtime.world_size
         first = start_step + len(step_ms) - len(steady) + 1
         log(f"final val_loss:{val_loss:.4f} train_time:{train_ms:.0f}ms median step:{median:.2f}ms "
             f"({median / micro:.2f}ms per micro-step, steps {first}-{start_step + len(step_ms)})")
+    if cfg.profile_steps:
+        profile(model, optimizers, cfg, runtime, window, log, byte_table)
+    if runtime.master:
+        line = result_line(cfg, runtime, val_loss, train_ms, median)
+        log(f"result: {line}")
+        if cfg.devlog:
+            log(f"appended to {append_to_devlog(line, cfg.devlog)}")
     log(f"log: {log.path}")
 
 

@@ -1,13 +1,17 @@
 """Times the MoT variants against the baseline: median ms per micro-step (forward, backward, optimizer),
-peak memory and compile time, one train_gpt.py process per variant, then a table with ratios.
+GPU kernel time per step, peak memory and compile time, one train_gpt.py process per variant, then a table
+with ratios.
 
-    python records/bench_mot.py --data DIR [--variants baseline,cross,self_w16] [--steps 40] [--timeout 300]
+    python records/bench_mot.py --data DIR [--variants baseline,cross,self_w16] [--steps 100] [--timeout 300]
 
 DIR holds shards from data/fineweb.py --name wiki (wiki_train_*.bin, wiki_val_*.bin and their byte shards).
 Each step is one micro-step of 48K tokens on one GPU (--global_batch_seqs=1) on the first steps of the
-record schedule; the median is taken over steps 21 onward. Each variant compiles its own graph (about
-2.5 minutes on an H200), so split long variant lists over several commands; --baseline_ms supplies the
-denominator when the baseline ran in another command.
+record schedule; the median is taken over steps 21 onward. After the timed steps each run profiles
+--profile_steps more (train_gpt.py's profile_steps) and the table reports the summed kernel time per step,
+which does not depend on launch gaps or on other work on the machine. The transformer's compiled graph is
+cached on disk, so the first variant compiles for about 2 minutes on an H200 and later ones for 10-30 s.
+Run nothing else on the machine while timing. --baseline_ms supplies the denominator when the baseline
+ran in another command.
 """
 import argparse
 import re
@@ -31,14 +35,23 @@ PATTERNS = {
     "peak_mib": r"peak memory[^:]*: (\d+) MiB",
     "compile_s": r"warm-up and compile: ([\d.]+)s",
     "val_loss": r"final val_loss:([\d.]+)",
+    "kernel_total": r"Self CUDA time total: ([\d.]+(?:ms|us|s))",
 }
+
+
+def milliseconds(text: str) -> float:
+    """'12.5ms', '830us' or '1.2s' from the profiler's table, in ms."""
+    for unit, scale in (("ms", 1.0), ("us", 1e-3), ("s", 1e3)):
+        if text.endswith(unit):
+            return float(text[:-len(unit)]) * scale
+    raise ValueError(text)
 
 
 def run_variant(name: str, args, log_dir: Path) -> dict:
     command = [sys.executable, str(ROOT / "train_gpt.py"), f"--train_files={args.data}/wiki_train_*.bin",
                f"--val_files={args.data}/wiki_val_*.bin", "--val_tokens=262144", "--global_batch_seqs=1",
                f"--stop_step={args.steps}", "--val_loss_every=0", "--warmup_steps=1", f"--log_dir={log_dir}",
-               *VARIANTS[name], *args.extra.split()]
+               f"--profile_steps={args.profile_steps}", *VARIANTS[name], *args.extra.split()]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
         output = result.stdout + result.stderr
@@ -47,14 +60,17 @@ def run_variant(name: str, args, log_dir: Path) -> dict:
     found = {key: re.search(pattern, output) for key, pattern in PATTERNS.items()}
     if result.returncode != 0 or not all(found.values()):
         return dict(error=(output.strip().splitlines() or ["no output"])[-1][:200])
-    return {key: float(match[1]) for key, match in found.items()}
+    result = {key: float(match[1]) for key, match in found.items() if key != "kernel_total"}
+    result["kernel_ms"] = milliseconds(found["kernel_total"][1]) / args.profile_steps
+    return result
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Time MoT variants against the baseline on one GPU.")
     parser.add_argument("--data", required=True, help="directory of wiki_* token and byte shards")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
-    parser.add_argument("--steps", type=int, default=40, help="steps per variant (median over steps 21 onward)")
+    parser.add_argument("--steps", type=int, default=100, help="steps per variant (median over steps 21 onward)")
+    parser.add_argument("--profile_steps", type=int, default=5, help="profiled steps after the timed ones")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per variant, compile included")
     parser.add_argument("--baseline_ms", type=float, default=None, help="baseline ms per micro-step from another run")
     parser.add_argument("--log_dir", default="logs/bench", help="where the runs' logs go")
@@ -69,14 +85,17 @@ def main(argv=None):
         results[name] = run_variant(name, args, Path(args.log_dir))
         print(f"{name}: {results[name]}", flush=True)
     base = args.baseline_ms or results.get("baseline", {}).get("ms")
-    print("\n| variant | ms / micro-step | x baseline | peak MiB | compile s | val loss |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    base_kernel = results.get("baseline", {}).get("kernel_ms")
+    print("\n| variant | ms / micro-step | x baseline | kernel ms / step | x baseline | peak MiB | compile s | val loss |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
         if "error" in r:
-            print(f"| {name} | {r['error']} | | | | |")
+            print(f"| {name} | {r['error']} | | | | | | |")
             continue
         ratio = f"{r['ms'] / base:.3f}" if base else "n/a"
-        print(f"| {name} | {r['ms']:.2f} | {ratio} | {r['peak_mib']:.0f} | {r['compile_s']:.0f} | {r['val_loss']:.4f} |")
+        kernel_ratio = f"{r['kernel_ms'] / base_kernel:.3f}" if base_kernel else "n/a"
+        print(f"| {name} | {r['ms']:.2f} | {ratio} | {r['kernel_ms']:.2f} | {kernel_ratio} | {r['peak_mib']:.0f} "
+              f"| {r['compile_s']:.0f} | {r['val_loss']:.4f} |")
 
 
 if __name__ == "__main__":

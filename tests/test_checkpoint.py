@@ -20,7 +20,7 @@ def saved(tmp_path):
     optimizers = T.build_optimizers(model, cfg, runtime)
     batches = T.random_batches(cfg, cfg.seq_len, runtime.device, None)
     for step in range(2):
-        T.train_step(model, model, optimizers, batches, torch.tensor(1), step, cfg, runtime)
+        T.train_step(model, optimizers, batches, torch.tensor(1), step, cfg, runtime)
     path = tmp_path / "state_step000002.pt"
     T.write_checkpoint(path, 2, 1234.0, cfg, runtime, model, optimizers)
     return cfg, runtime, model, optimizers, path

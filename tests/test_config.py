@@ -89,3 +89,15 @@ def test_readme_documents_every_constant():
     readme = (T.Path(T.__file__).parent / "README.md").read_text()
     for name in T.Hyperparameters.__dataclass_fields__:
         assert f"| `{name}` |" in readme, f"README.md does not document --{name}"
+
+
+def test_devlog_appends_the_result_line_with_its_note(tmp_path, monkeypatch):
+    journal = tmp_path / "DEVLOG.md"
+    journal.write_text("# DEVLOG\n")
+    monkeypatch.setattr(T, "DEVLOG", journal)
+    cfg = T.parse_args(["--smoke", "--use_mot=1", "--log_dir=/somewhere"])
+    line = T.result_line(cfg, T.select_runtime(cfg), 7.12345, 64_000.0, 1016.4)
+    assert line.startswith("- ") and "use_mot=True" in line and "log_dir" not in line
+    assert "val_loss 7.1235, train_time 64.0 s, median step 1016.40 ms" in line
+    assert T.append_to_devlog(line, "first MoT smoke") == journal
+    assert journal.read_text() == f"# DEVLOG\n{line}. first MoT smoke\n"

@@ -53,7 +53,7 @@ def test_warm_up_leaves_model_and_optimizers_as_initialized(tiny):
     optimizers = T.build_optimizers(model, cfg, runtime)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt_before = [o.state_dict() for o in optimizers]
-    T.warm_up(model, model, optimizers, cfg, runtime, T.WindowTensors(runtime.device), log=lambda *_: None)
+    T.warm_up(model, optimizers, cfg, runtime, T.WindowTensors(runtime.device), log=lambda *_: None)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     for opt, state in zip(optimizers, opt_before):
@@ -64,7 +64,7 @@ def test_warm_up_leaves_model_and_optimizers_as_initialized(tiny):
     fresh_opts = T.build_optimizers(fresh, cfg, runtime)
     batch = next(T.random_batches(cfg, cfg.seq_len, runtime.device, None))
     for m, opts in ((model, optimizers), (fresh, fresh_opts)):
-        T.train_step(m, m, opts, iter([batch] * 8), torch.tensor(2), 0, cfg, runtime)
+        T.train_step(m, opts, iter([batch] * 8), torch.tensor(2), 0, cfg, runtime)
     for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
         assert torch.equal(a, b), name
 

@@ -23,7 +23,7 @@ def tiny_model(*overrides):
 
 
 def random_bytes(generator, shape):
-    return torch.randint(0, 256, shape, generator=generator, dtype=torch.int32)
+    return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
 
 
 @pytest.mark.parametrize("extra", [[], ["--byte_pool=4", "--mot_mix=replace"], ["--byte_doc_mask=0"]])
@@ -123,16 +123,59 @@ def test_cross_attention_equals_masked_dense_attention():
     T_, S = 10, 16
     token_x = torch.randn(T_, cfg.model_dim, generator=g)
     byte_x = torch.randn(T_, S, cfg.byte_dim, generator=g)
-    out = cross(token_x, byte_x)
+    out = cross(token_x, *cross.keys_values(byte_x))
     # reference: every token against the whole byte stream, masked to its own slots
-    q = torch.nn.functional.rms_norm((token_x @ cross.q_w.T).view(T_, 2, 64), (64,)).transpose(0, 1)
-    kv = (byte_x.reshape(T_ * S, -1) @ cross.kv_w.flatten(0, 1).T).view(T_ * S, 2, 2, 64)
-    k = torch.nn.functional.rms_norm(kv[:, 0], (64,)).transpose(0, 1)
+    norm = torch.nn.functional.rms_norm
+    q = norm((norm(token_x, (cfg.model_dim,)) @ cross.q_w.T).view(T_, 2, 64), (64,)).transpose(0, 1)
+    kv = (norm(byte_x.reshape(T_ * S, -1), (cfg.byte_dim,)) @ cross.kv_w.flatten(0, 1).T).view(T_ * S, 2, 2, 64)
+    k = norm(kv[:, 0], (64,)).transpose(0, 1)
     v = kv[:, 1].transpose(0, 1)
     own = torch.arange(T_)[:, None] == torch.arange(T_ * S)[None, :] // S
     scores = (q @ k.transpose(-1, -2) * cfg.attn_scale).masked_fill(~own, float("-inf"))
     reference = (scores.softmax(-1) @ v).transpose(0, 1).reshape(T_, -1) @ cross.c_proj.weight.T
     torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_slot_tables_equal_per_byte_keys_and_values(monkeypatch):
+    """Without self-attention or pooling, keys and values come from (slot, value) tables; they and their
+    gradients must equal those computed byte by byte."""
+    cfg, model = tiny_model("--byte_self_attn=0", "--byte_heads=2")
+    front = model.byte_front_end
+    g = torch.Generator().manual_seed(5)
+    rows = random_bytes(g, (24, 16))
+    docs = torch.zeros(24, dtype=torch.long)
+    probe = [torch.randn(24, 16, 2, 64, generator=g) for _ in range(2)]
+
+    def keys_values_and_grads(compute):
+        model.zero_grad()
+        k, v = compute()
+        ((k * probe[0]).sum() + (v * probe[1]).sum()).backward()
+        return k, v, front.byte_embed.weight.grad.clone(), front.byte_slot_embed.weight.grad.clone()
+
+    with monkeypatch.context() as m:
+        m.setattr(front, "byte_features", lambda *_: pytest.fail("the table path must not embed every byte"))
+        tables = keys_values_and_grads(lambda: front.byte_keys_values(rows, docs))
+    per_byte = keys_values_and_grads(
+        lambda: front.token_byte_cross_attn.keys_values(front.byte_features(rows, docs)))
+    for a, b in zip(tables, per_byte):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # float32, summed in another order
+    assert per_byte[2].abs().sum() > 0
+
+
+def test_byte_gradients_are_deterministic():
+    """The same batch twice gives bit-identical gradients (a scatter-add over threads would not)."""
+    cfg, model = tiny_model("--byte_self_attn=0", "--byte_heads=2", "--seq_len=2048")
+    g = torch.Generator().manual_seed(6)
+    tokens = torch.randint(0, 50000, (2049,), generator=g)
+    rows = random_bytes(g, (2048, 16))
+    rows[:, :9] = 0xFF  # mostly pads in the first slots, as in right-aligned shards
+    grads = []
+    for _ in range(3):
+        model.zero_grad()
+        model(tokens[:-1], tokens[1:], torch.tensor(4), rows).backward()
+        grads.append([p.grad.clone() for p in model.byte_front_end.parameters()])
+    for again in grads[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(grads[0], again))
 
 
 @pytest.mark.parametrize("pool", [1, 2, 4, 16])
@@ -143,7 +186,7 @@ def test_byte_pool_sums_embedded_slots(pool):
     rows = random_bytes(g, (12, 16))
     features = front.byte_features(rows, torch.zeros(12, dtype=torch.long))
     assert features.shape == (12, 16 // pool, cfg.byte_dim)
-    embedded = front.byte_embed.weight[rows] + front.byte_slot_embed.weight  # slot i gets position vector i
+    embedded = front.byte_embed.weight[rows.long()] + front.byte_slot_embed.weight  # slot i: position vector i
     for slot in range(16 // pool):
         torch.testing.assert_close(features[:, slot], embedded[:, slot * pool:(slot + 1) * pool].sum(1))
 

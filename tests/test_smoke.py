@@ -25,7 +25,7 @@ def smoke_run(tmp_path, processes: int, *overrides: str) -> tuple[str, dict[int,
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
-    return smoke_run(tmp_path_factory.mktemp("one"), 1)
+    return smoke_run(tmp_path_factory.mktemp("one"), 1, "--profile_steps=1")
 
 
 def test_smoke_loss_falls_and_log_is_complete(single):
@@ -39,6 +39,18 @@ def test_smoke_loss_falls_and_log_is_complete(single):
     for needle in ("PyTorch ", "constants: train_files=data/smoke/smoke_train_*.bin", "warm-up and compile:",
                    "peak memory", "final val_loss:"):
         assert needle in log
+
+
+def test_smoke_ends_with_a_profile_and_a_result_line(single):
+    log, val = single
+    final = log.index("final val_loss:")
+    assert log.index("profile of 1 training steps") > final  # after the timed steps, never before
+    assert "aten::mm" in log[final:]
+    result = re.search(r"^result: - (\d{4}-\d\d-\d\d) `([0-9a-f]+\*?|no-git)` 1 x CPU `(.*)`: val_loss ([\d.]+), "
+                       r"train_time [\d.]+ s, median step [\d.]+ ms, peak memory \d+ MiB$", log, re.M)
+    assert result is not None
+    assert float(result[4]) == pytest.approx(val[40], abs=1e-4)
+    assert "seq_len=128" in result[3] and "log_dir" not in result[3] and "profile_steps" not in result[3]
 
 
 def test_two_processes_follow_the_same_optimization(single, tmp_path):

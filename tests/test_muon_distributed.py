@@ -1,0 +1,52 @@
+"""Muon spread over two gloo processes gives the same parameters as Muon in one process."""
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import train_gpt as T
+
+# sizes: a group of three equal sizes (not a multiple of two ranks), a batched 3-D matrix, a tall and a
+# wide matrix, and one of a size of its own
+SHAPES = [(24, 16), (16, 24), (48, 8), (3, 16, 8), (20, 12), (12, 20), (40, 10)]
+STEPS = 3
+
+
+def make_params():
+    generator = torch.Generator().manual_seed(0)
+    return [torch.nn.Parameter(torch.randn(shape, generator=generator)) for shape in SHAPES]
+
+
+def gradients(step: int):
+    generator = torch.Generator().manual_seed(100 + step)
+    return [torch.randn(shape, generator=generator) for shape in SHAPES]
+
+
+def train(rank: int, world_size: int) -> list[torch.Tensor]:
+    params = make_params()
+    muon = T.Muon(params, lr=0.05, momentum=0.9, ns_steps=5, rank=rank, world_size=world_size)
+    for step in range(STEPS):
+        for p, g in zip(params, gradients(step)):
+            p.grad = g.clone()
+        muon.step()
+    return [p.detach().clone() for p in params]
+
+
+def distributed_worker(rank: int, world_size: int, init_file: str, out_file: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        result = train(rank, world_size)
+        if rank == 0:
+            torch.save(result, out_file)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_process_muon_equals_one_process(tmp_path):
+    out_file = tmp_path / "two.pt"
+    mp.spawn(distributed_worker, args=(2, str(tmp_path / "init"), str(out_file)), nprocs=2, join=True)
+    two = torch.load(out_file)
+    one = train(0, 1)
+    start = make_params()
+    for a, b, p0 in zip(two, one, start):
+        assert not torch.equal(b, p0.detach())  # every matrix moved
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

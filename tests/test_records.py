@@ -1,0 +1,54 @@
+"""records/plot.py reads train_gpt.py logs; records/bench_mot.py reads the profiler's totals."""
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "records"))
+import bench_mot  # noqa: E402
+import plot  # noqa: E402
+
+LOG = """changed constants: {{'use_mot': {mot}, 'seed': {seed}, 'log_dir': 'x'}}
+step:0/100 val_loss:10.8258 train_time:0ms step_avg:0.02ms
+step:1/100 train_time:100ms step_avg:100.00ms
+step:50/100 val_loss:6.0000 train_time:{t50}ms step_avg:100.00ms
+step:100/100 val_loss:5.0000 train_time:{t100}ms step_avg:100.00ms
+final val_loss:5.0000 train_time:{t100}ms median step:100.00ms
+"""
+
+
+def write_log(path, mot, seed, t50, t100):
+    path.write_text(LOG.format(mot=mot, seed=seed, t50=t50, t100=t100))
+    return plot.read_log(path)
+
+
+def test_runs_are_labelled_by_what_differs_and_compared_at_equal_time(tmp_path):
+    fast = write_log(tmp_path / "a.txt", False, 0, 5000, 10000)
+    slow = write_log(tmp_path / "b.txt", True, 0, 6000, 12000)
+    assert fast["points"] == [(0, 0.0, 10.8258), (50, 5.0, 6.0), (100, 10.0, 5.0)]
+    assert plot.distinguishing_labels([fast, slow]) == ["use_mot=False", "use_mot=True"]
+    # at the fast run's 10 s the slow one sits between its validations at 6 s (6.0) and 12 s (5.0)
+    assert plot.loss_at_time(slow["points"], 10.0) == pytest.approx(6.0 - 4 / 6)
+    table = plot.markdown_table([fast, slow], ["fast", "slow"])
+    assert "| slow | 100 | 5.0000 | 12.0 | 5.3333 |" in table
+    assert "| fast | 100 | 5.0000 | 10.0 | 5.0000 |" in table
+
+
+def test_plot_writes_a_png(tmp_path):
+    write_log(tmp_path / "a.txt", False, 0, 5000, 10000)
+    write_log(tmp_path / "b.txt", False, 1, 5100, 10100)
+    plot.main([str(tmp_path / "a.txt"), str(tmp_path / "b.txt"), "--out", str(tmp_path / "p.png")])
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_log_without_validation_is_an_error(tmp_path):
+    (tmp_path / "empty.txt").write_text("step:1/100 train_time:100ms step_avg:100.00ms\n")
+    with pytest.raises(SystemExit, match="has no validation lines"):
+        plot.read_log(tmp_path / "empty.txt")
+
+
+def test_profiler_totals_are_read_in_milliseconds():
+    assert bench_mot.milliseconds("175.385ms") == pytest.approx(175.385)
+    assert bench_mot.milliseconds("830.5us") == pytest.approx(0.8305)
+    assert bench_mot.milliseconds("1.25s") == pytest.approx(1250.0)
