@@ -864,8 +864,8 @@ class GPT(nn.Module):
 
 def compile_model(model: GPT) -> None:
     """Compiles the input embedding and the trunk (blocks, head, loss) as two graphs. The trunk's graph is
-    the same whatever the front end, so inductor's on-disk cache compiles it once per machine and
-    front-end ablations after the first pay only for their own small graph."""
+    the same whatever the front end, so inductor's on-disk cache compiles it once per machine and GPU
+    and front-end ablations after the first pay only for their own small graph."""
     model.embed_input = torch.compile(model.embed_input, dynamic=False)
     model.trunk_loss = torch.compile(model.trunk_loss, dynamic=False)
 
