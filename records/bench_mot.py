@@ -47,6 +47,15 @@ def milliseconds(text: str) -> float:
     raise ValueError(text)
 
 
+def select_variants(text: str, variants: dict) -> list[str]:
+    """The comma-separated variant names of text, each checked against variants."""
+    names = text.split(",")
+    unknown = [n for n in names if n not in variants]
+    if unknown:
+        raise SystemExit(f"error: unknown variants {unknown}; choose from {', '.join(variants)}")
+    return names
+
+
 def run_variant(name: str, args, log_dir: Path) -> dict:
     command = [sys.executable, str(ROOT / "train_gpt.py"), f"--train_files={args.data}/wiki_train_*.bin",
                f"--val_files={args.data}/wiki_val_*.bin", "--val_tokens=262144", "--global_batch_seqs=1",
@@ -76,10 +85,8 @@ def main(argv=None):
     parser.add_argument("--log_dir", default="logs/bench", help="where the runs' logs go")
     parser.add_argument("--extra", default="", help="more train_gpt.py arguments for every variant")
     args = parser.parse_args(argv)
-    names = args.variants.split(",")
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"error: unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    args.data, args.log_dir = Path(args.data).resolve(), Path(args.log_dir).resolve()  # runs start in the repo root
+    names = select_variants(args.variants, VARIANTS)
     results = {}
     for name in names:
         results[name] = run_variant(name, args, Path(args.log_dir))

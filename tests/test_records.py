@@ -52,3 +52,29 @@ def test_profiler_totals_are_read_in_milliseconds():
     assert bench_mot.milliseconds("175.385ms") == pytest.approx(175.385)
     assert bench_mot.milliseconds("830.5us") == pytest.approx(0.8305)
     assert bench_mot.milliseconds("1.25s") == pytest.approx(1250.0)
+
+
+def test_short_track_runs_each_variant_and_seed_and_plots(tmp_path, capsys, monkeypatch):
+    import short_track
+    monkeypatch.chdir(tmp_path)  # relative --out and --data are taken from here, not from the runs' directory
+    out = tmp_path / "experiment"
+    tiny = "--smoke --num_iterations=4 --val_loss_every=2 --muon_momentum_warmup_steps=2 --val_tokens=8192"
+    (tmp_path / "shards").symlink_to(ROOT / "data" / "smoke")
+    short_track.main(["--data", "shards", "--name", "smoke", "--out", "experiment",
+                      "--variants", "baseline,cross", "--seeds", "0,1", f"--extra={tiny}"])
+    logs = sorted(p.name for p in out.glob("*.txt"))
+    assert logs == ["baseline_seed0.txt", "baseline_seed1.txt", "cross_seed0.txt", "cross_seed1.txt"]
+    assert not (out / "logs").exists()
+    assert "'seed': 1" in (out / "baseline_seed1.txt").read_text()
+    assert "'use_mot': True" in (out / "cross_seed0.txt").read_text()
+    assert (out / "val_loss.png").exists()
+    table = capsys.readouterr().out
+    for name in logs:
+        assert f"| {name[:-4]} | 4 |" in table
+
+
+def test_short_track_reports_a_failed_run(tmp_path):
+    import short_track
+    with pytest.raises(SystemExit, match="baseline seed 0 failed: error: no training shards match"):
+        short_track.main(["--data", str(tmp_path), "--out", str(tmp_path / "x"), "--variants", "baseline",
+                          "--extra=--device=cpu"])
