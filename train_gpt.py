@@ -1187,10 +1187,9 @@ def append_to_devlog(line: str, note: str) -> Path:
 # Checkpoints and clean stops
 
 CHECKPOINT_FORMAT = "speedrun-checkpoint-1"
-# constants that may change between a run and its resumption
-RESUMABLE_CHANGES = {"resume", "resume_force", "save_checkpoint", "save_every", "stop_step", "log_dir",
-                     "warmup_steps", "val_loss_every", "device", "coordinate_descent_tuning", "profile_steps",
-                     "devlog"}
+# constants that may change between a run and its resumption: those that do not change what it trains,
+# and where and how far it runs
+RESUMABLE_CHANGES = NOT_IN_RESULT | {"stop_step", "device", "coordinate_descent_tuning"}
 
 
 def share_muon_state(muon: Muon, runtime: Runtime) -> None:
