@@ -1,17 +1,20 @@
-"""Times the MoT variants against the baseline: median ms per micro-step (forward, backward, optimizer),
-GPU kernel time per step, peak memory and compile time, one train_gpt.py process per variant, then a table
-with ratios.
+"""Times the MoT variants against the baseline: median ms per micro-step (forward, backward and the
+optimizer step's share), GPU kernel time per micro-step, peak memory and compile time, one train_gpt.py
+process per variant, then a table with ratios.
 
-    python records/bench_mot.py --data DIR [--variants baseline,cross,self_w16] [--steps 100] [--timeout 300]
+    python records/bench_mot.py --data DIR [--variants baseline,cross,self_w16] [--micro_steps 8] [--steps 40]
 
 DIR holds shards from data/fineweb.py --name wiki (wiki_train_*.bin, wiki_val_*.bin and their byte shards).
-Each step is one micro-step of 48K tokens on one GPU (--global_batch_seqs=1) on the first steps of the
-record schedule; the median is taken over steps 21 onward. After the timed steps each run profiles
---profile_steps more (train_gpt.py's profile_steps) and the table reports the summed kernel time per step,
-which does not depend on launch gaps or on other work on the machine. The transformer's compiled graph is
-cached on disk, so the first variant compiles for about 2 minutes on an H200 and later ones for 10-30 s.
-Run nothing else on the machine while timing. --baseline_ms supplies the denominator when the baseline
-ran in another command.
+Each step is --micro_steps micro-steps of 48K tokens on one GPU (--global_batch_seqs) on the first steps of
+the record schedule; the median skips the first 20 steps (the first half of fewer than 40). The default of 8
+gives each micro-step about the work of one rank of the 8-GPU run: a forward and backward and an eighth of
+the Newton-Schulz work (Adam and the weight updates, which every rank does in full, are shared by 8
+micro-steps here); --micro_steps 1 adds a whole one-GPU optimizer step to every micro-step instead. After
+the timed steps each run profiles --profile_steps more (train_gpt.py's profile_steps) and the table reports
+the summed kernel time per micro-step, which does not depend on launch gaps or on other work on the
+machine. The transformer's compiled graph is cached on disk, so the first variant compiles for about
+2 minutes on an H200 and later ones for 10-35 s. Run nothing else on the machine while timing.
+--baseline_ms supplies the denominator when the baseline ran in another command.
 """
 import argparse
 import re
@@ -58,9 +61,10 @@ def select_variants(text: str, variants: dict) -> list[str]:
 
 def run_variant(name: str, args, log_dir: Path) -> dict:
     command = [sys.executable, str(ROOT / "train_gpt.py"), f"--train_files={args.data}/wiki_train_*.bin",
-               f"--val_files={args.data}/wiki_val_*.bin", "--val_tokens=262144", "--global_batch_seqs=1",
-               f"--stop_step={args.steps}", "--val_loss_every=0", "--warmup_steps=1", f"--log_dir={log_dir}",
-               f"--profile_steps={args.profile_steps}", *VARIANTS[name], *args.extra.split()]
+               f"--val_files={args.data}/wiki_val_*.bin", "--val_tokens=262144",
+               f"--global_batch_seqs={args.micro_steps}", f"--stop_step={args.steps}", "--val_loss_every=0",
+               "--warmup_steps=1", f"--log_dir={log_dir}", f"--profile_steps={args.profile_steps}",
+               *VARIANTS[name], *args.extra.split()]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
         output = result.stdout + result.stderr
@@ -70,7 +74,7 @@ def run_variant(name: str, args, log_dir: Path) -> dict:
     if result.returncode != 0 or not all(found.values()):
         return dict(error=(output.strip().splitlines() or ["no output"])[-1][:200])
     result = {key: float(match[1]) for key, match in found.items() if key != "kernel_total"}
-    result["kernel_ms"] = milliseconds(found["kernel_total"][1]) / args.profile_steps
+    result["kernel_ms"] = milliseconds(found["kernel_total"][1]) / (args.profile_steps * args.micro_steps)
     return result
 
 
@@ -78,8 +82,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Time MoT variants against the baseline on one GPU.")
     parser.add_argument("--data", required=True, help="directory of wiki_* token and byte shards")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
-    parser.add_argument("--steps", type=int, default=100, help="steps per variant (median over steps 21 onward)")
-    parser.add_argument("--profile_steps", type=int, default=5, help="profiled steps after the timed ones")
+    parser.add_argument("--micro_steps", type=int, default=8, help="48K-token micro-steps per optimizer step")
+    parser.add_argument("--steps", type=int, default=40, help="steps per variant (median after the first 20)")
+    parser.add_argument("--profile_steps", type=int, default=1, help="profiled steps after the timed ones")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per variant, compile included")
     parser.add_argument("--baseline_ms", type=float, default=None, help="baseline ms per micro-step from another run")
     parser.add_argument("--log_dir", default="logs/bench", help="where the runs' logs go")
@@ -93,7 +98,8 @@ def main(argv=None):
         print(f"{name}: {results[name]}", flush=True)
     base = args.baseline_ms or results.get("baseline", {}).get("ms")
     base_kernel = results.get("baseline", {}).get("kernel_ms")
-    print("\n| variant | ms / micro-step | x baseline | kernel ms / step | x baseline | peak MiB | compile s | val loss |")
+    print(f"\n{args.micro_steps} micro-steps per optimizer step")
+    print("\n| variant | ms / micro-step | x baseline | kernel ms / micro-step | x baseline | peak MiB | compile s | val loss |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
         if "error" in r:

@@ -54,6 +54,33 @@ def test_profiler_totals_are_read_in_milliseconds():
     assert bench_mot.milliseconds("1.25s") == pytest.approx(1250.0)
 
 
+FAKE_RUN = """warm-up and compile: 30.0s
+final val_loss:5.2000 train_time:1000ms median step:{step}ms ({micro}ms per micro-step, steps 21-40)
+peak memory allocated: 30000 MiB reserved: 50000 MiB
+Self CUDA time total: {kernel}
+"""
+
+
+def test_bench_times_per_micro_step_and_divides_by_the_baseline(monkeypatch, capsys, tmp_path):
+    """Each variant runs with --micro_steps micro-steps per step; kernel time is per micro-step."""
+    commands = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        cross = "--use_mot=1" in command
+        text = FAKE_RUN.format(step=880.0 if cross else 800.0, micro=110.0 if cross else 100.0,
+                               kernel="1.76s" if cross else "1.6s")  # two profiled steps of 8 micro-steps
+        return bench_mot.subprocess.CompletedProcess(command, 0, stdout=text, stderr="")
+
+    monkeypatch.setattr(bench_mot.subprocess, "run", fake_run)
+    bench_mot.main(["--data", str(tmp_path), "--variants", "baseline,cross", "--micro_steps", "8",
+                    "--profile_steps", "2", "--log_dir", str(tmp_path / "logs")])
+    assert all("--global_batch_seqs=8" in c and "--profile_steps=2" in c for c in commands)
+    table = capsys.readouterr().out
+    assert "| baseline | 100.00 | 1.000 | 100.00 | 1.000 | 30000 | 30 | 5.2000 |" in table
+    assert "| cross | 110.00 | 1.100 | 110.00 | 1.100 | 30000 | 30 | 5.2000 |" in table
+
+
 def test_short_track_runs_each_variant_and_seed_and_plots(tmp_path, capsys, monkeypatch):
     import short_track
     monkeypatch.chdir(tmp_path)  # relative --out and --data are taken from here, not from the runs' directory
