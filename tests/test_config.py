@@ -21,6 +21,8 @@ def test_smoke_preset_then_overrides_win_in_any_order():
     assert T.parse_args(["--num_iterations=7", "--smoke"]).num_iterations == 7
     assert T.parse_args(["--smoke", "--model_dim=32"]).model_dim == 32
     assert T.parse_args([]).model_dim == 768
+    # a later flag for the same constant wins: the runners append --extra flags after their own
+    assert T.parse_args(["--num_iterations=400", "--num_iterations=379"]).num_iterations == 379
 
 
 @pytest.mark.parametrize("argv,message", [
