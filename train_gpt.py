@@ -1415,8 +1415,9 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
 
     log(peak_memory_report(runtime))
     steady = step_ms[min(20, len(step_ms) // 2):]
-    median = float(np.median(steady)) if steady else float("nan")
+    median = float("nan")
     if steady:
+        median = float(np.median(steady))
         micro = cfg.global_batch_seqs // runtime.world_size
         first = start_step + len(step_ms) - len(steady) + 1
         log(f"final val_loss:{val_loss:.4f} train_time:{train_ms:.0f}ms median step:{median:.2f}ms "

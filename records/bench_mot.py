@@ -59,12 +59,17 @@ def select_variants(text: str, variants: dict) -> list[str]:
     return names
 
 
+def train_command(data: Path, name: str, *flags: str) -> list[str]:
+    """The train_gpt.py command line on the NAME_train_* and NAME_val_* shards in data, then flags."""
+    return [sys.executable, str(ROOT / "train_gpt.py"), f"--train_files={data}/{name}_train_*.bin",
+            f"--val_files={data}/{name}_val_*.bin", *flags]
+
+
 def run_variant(name: str, args, log_dir: Path) -> dict:
-    command = [sys.executable, str(ROOT / "train_gpt.py"), f"--train_files={args.data}/wiki_train_*.bin",
-               f"--val_files={args.data}/wiki_val_*.bin", "--val_tokens=262144",
-               f"--global_batch_seqs={args.micro_steps}", f"--stop_step={args.steps}", "--val_loss_every=0",
-               "--warmup_steps=1", f"--log_dir={log_dir}", f"--profile_steps={args.profile_steps}",
-               *VARIANTS[name], *args.extra.split()]
+    command = train_command(args.data, "wiki", "--val_tokens=262144", f"--global_batch_seqs={args.micro_steps}",
+                            f"--stop_step={args.steps}", "--val_loss_every=0", "--warmup_steps=1",
+                            f"--log_dir={log_dir}", f"--profile_steps={args.profile_steps}", *VARIANTS[name],
+                            *args.extra.split())
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
         output = result.stdout + result.stderr
@@ -73,9 +78,9 @@ def run_variant(name: str, args, log_dir: Path) -> dict:
     found = {key: re.search(pattern, output) for key, pattern in PATTERNS.items()}
     if result.returncode != 0 or not all(found.values()):
         return dict(error=(output.strip().splitlines() or ["no output"])[-1][:200])
-    result = {key: float(match[1]) for key, match in found.items() if key != "kernel_total"}
-    result["kernel_ms"] = milliseconds(found["kernel_total"][1]) / (args.profile_steps * args.micro_steps)
-    return result
+    measured = {key: float(match[1]) for key, match in found.items() if key != "kernel_total"}
+    measured["kernel_ms"] = milliseconds(found["kernel_total"][1]) / (args.profile_steps * args.micro_steps)
+    return measured
 
 
 def main(argv=None):

@@ -11,13 +11,11 @@ import argparse
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import plot
-from bench_mot import VARIANTS as BENCH_VARIANTS, select_variants
+from bench_mot import ROOT, VARIANTS as BENCH_VARIANTS, select_variants, train_command
 
-ROOT = Path(__file__).resolve().parents[1]
 SHORT_TRACK = ["--global_batch_seqs=1", "--num_iterations=400", "--muon_momentum_warmup_steps=70",
                "--val_loss_every=50", "--val_tokens=262144"]
 VARIANTS = {**BENCH_VARIANTS, "cross_replace": ["--use_mot=1", "--mot_mix=replace"]}  # "cross": residual
@@ -26,9 +24,8 @@ LOG_LINE = re.compile(r"^log: (\S+)$", re.M)
 
 def run(name: str, seed: int, args) -> Path:
     """Trains one variant with one seed and returns the path of its copied log."""
-    command = [sys.executable, str(ROOT / "train_gpt.py"), f"--train_files={args.data}/{args.name}_train_*.bin",
-               f"--val_files={args.data}/{args.name}_val_*.bin", *SHORT_TRACK, f"--seed={seed}",
-               f"--log_dir={args.out / 'logs'}", *VARIANTS[name], *args.extra.split()]
+    command = train_command(args.data, args.name, *SHORT_TRACK, f"--seed={seed}", f"--log_dir={args.out / 'logs'}",
+                            *VARIANTS[name], *args.extra.split())
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     found = LOG_LINE.search(result.stdout)
     if result.returncode != 0 or not found:
