@@ -13,7 +13,7 @@ micro-steps here); --micro_steps 1 adds a whole one-GPU optimizer step to every 
 the timed steps each run profiles --profile_steps more (train_gpt.py's profile_steps) and the table reports
 the summed kernel time per micro-step, which does not depend on launch gaps or on other work on the
 machine. The transformer's compiled graph is cached on disk, so the first variant compiles for about
-2 minutes on an H200 and later ones for 10-35 s. Run nothing else on the machine while timing.
+2 minutes on an H200 and later ones for 10-36 s. Run nothing else on the machine while timing.
 --baseline_ms supplies the denominator when the baseline ran in another command.
 """
 import argparse
