@@ -10,12 +10,14 @@ import glob
 import math
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +66,11 @@ class Hyperparameters:
     byte_doc_mask: bool = True  # bytes never attend across an end-of-text boundary
     byte_pool: int = 1  # sum each token's bytes in groups of this many: bytes_per_token / byte_pool slots
     mot_mix: str = "residual"  # "replace": the byte summary is the embedding; "residual": added, learned weights
+    # hashed context embeddings: local context across token boundaries for the price of a lookup
+    bigram_hash_rows: int = 0  # rows of the hashed (previous token, token) embedding; 0: off (2026 record: 251,520)
+    bigram_placement: str = "blocks"  # "blocks": added before every block, learned weights; "input": to the embedding
+    byte_ngram_rows: int = 0  # rows of the hashed byte n-gram embedding; 0: off
+    byte_ngram_max: int = 6  # n-grams of 2 .. this many bytes ending at each token's last byte
     # optimization
     num_iterations: int = 1770  # optimizer steps; the schedules span this many
     stop_step: int = 0  # end the run early after this many steps, schedules unchanged (0: run them all)
@@ -88,6 +95,7 @@ class Hyperparameters:
     coordinate_descent_tuning: bool = False  # inductor kernel autotuning: compile took over 4.5 min on an H200 (DEVLOG)
     log_dir: str = "logs"  # where logs/<run id>.txt goes
     profile_steps: int = 0  # after the run, profile this many more steps on random tokens (table in the log)
+    bench_ranks: int = 0  # timing only: one GPU does one rank's share of Muon for this many ranks (wrong training)
     devlog: str = ""  # append the run's result line with this note to DEVLOG.md
     # checkpoints
     save_checkpoint: bool = False  # write a checkpoint when the run ends
@@ -96,9 +104,13 @@ class Hyperparameters:
     resume_force: bool = False  # resume even where constants differ from the checkpoint's
 
 
-# --smoke: a tiny configuration of the same model for CPU; explicit overrides still win
+HERE = Path(__file__).resolve().parent  # the checkout: the smoke sample and DEVLOG.md live here
+
+# --smoke: a tiny configuration of the same model for CPU, from any working directory. Precedence: the
+# constants above, then this preset, then --name=value flags
 SMOKE_PRESET = dict(
-    train_files="data/smoke/smoke_train_*.bin", val_files="data/smoke/smoke_val_*.bin", val_tokens=8192,
+    train_files=str(HERE / "data/smoke/smoke_train_*.bin"), val_files=str(HERE / "data/smoke/smoke_val_*.bin"),
+    val_tokens=8192,
     seq_len=128, val_seq_len=256, model_dim=64, num_heads=2, head_dim=32, attn_block_size=16,
     window_max_tokens=112, num_iterations=40, val_loss_every=10, warmup_steps=1, device="cpu",
     muon_momentum_warmup_steps=20, byte_dim=64, byte_heads=1,
@@ -126,8 +138,8 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean (use 1/0, true/false)")
 
 
-def parse_args(argv: list[str]) -> Hyperparameters:
-    """Builds the configuration: defaults, then the --smoke preset, then --name=value overrides."""
+def parse_overrides(argv: list[str]) -> tuple[dict, bool]:
+    """The --name=value overrides, typed, and whether --smoke was given."""
     fields = {f.name: f for f in dataclasses.fields(Hyperparameters)}
     overrides, smoke = {}, False
     for arg in argv:
@@ -135,7 +147,7 @@ def parse_args(argv: list[str]) -> Hyperparameters:
             smoke = True
             continue
         if not arg.startswith("--") or "=" not in arg:
-            raise RunError(f"cannot parse argument {arg!r}: use --name=value or --smoke")
+            raise RunError(f"cannot parse argument {arg!r}: use --name=value, --smoke or --help")
         name, text = arg[2:].split("=", 1)
         if name not in fields:
             raise RunError(f"unknown constant {name!r}; valid names: {', '.join(fields)}")
@@ -144,15 +156,80 @@ def parse_args(argv: list[str]) -> Hyperparameters:
             overrides[name] = parse_bool(text) if kind is bool else kind(text)
         except ValueError as e:
             raise RunError(f"--{name}={text}: expected {kind.__name__} ({e})")
-    values = {**(SMOKE_PRESET if smoke else {}), **overrides}
-    return Hyperparameters(**values)
+    return overrides, smoke
 
 
-def changed_constants(cfg: Hyperparameters) -> dict:
-    """The constants that differ from the defaults at the top of this file."""
-    default = Hyperparameters()
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-            if getattr(cfg, f.name) != getattr(default, f.name)}
+def parse_args(argv: list[str]) -> Hyperparameters:
+    """Builds the configuration: the constants above, then the --smoke preset, then --name=value overrides."""
+    overrides, smoke = parse_overrides(argv)
+    return Hyperparameters(**{**(SMOKE_PRESET if smoke else {}), **overrides})
+
+
+CONSTANT_LINE = re.compile(r"^    (\w+): (\w+) = (.+?)  # (.+)$")
+SECTION_LINE = re.compile(r"^    # (.+)$")
+
+
+def constant_docs(source: str) -> dict[str, list[tuple[str, str, str]]]:
+    """Section -> [(name, default as written, comment)] of the constants, read from Hyperparameters' source."""
+    body = source[source.index("class Hyperparameters:"):]
+    body = body[:body.index("\n\n\n")]
+    sections = {}
+    for line in body.splitlines():
+        if found := SECTION_LINE.match(line):
+            section = sections.setdefault(found[1], [])
+        elif found := CONSTANT_LINE.match(line):
+            section.append((found[1], found[3], found[4]))
+    return sections
+
+
+def constants_help() -> str:
+    """--help: every constant with its default and comment, grouped as at the top of this file."""
+    lines = [__doc__.strip(), "", "Constants (override as --name=value; booleans as 1/0 or true/false):"]
+    for section, constants in constant_docs(Path(__file__).read_text()).items():
+        lines += [f"\n  {section}"] + [f"    --{name}={default}  {comment}" for name, default, comment in constants]
+    return "\n".join(lines)
+
+
+def constants_table() -> str:
+    """The README's Markdown table of the constants, from the same source as --help."""
+    rows = ["| constant | default | meaning |", "| --- | --- | --- |"]
+    for section, constants in constant_docs(Path(__file__).read_text()).items():
+        rows += [f"| **{section}** | | |"] + [f"| `{name}` | `{default}` | {comment} |" for name, default, comment in constants]
+    return "\n".join(rows)
+
+
+def committed_defaults() -> dict:
+    """The constants' defaults as committed (git HEAD's train_gpt.py), so that edits of the file show in the
+    logs like flags do; the file's own defaults outside a git checkout. Constants the commit lacks keep
+    the file's default."""
+    defaults = dataclasses.asdict(Hyperparameters())
+    try:
+        committed = subprocess.run(["git", "show", f"HEAD:./{Path(__file__).name}"], cwd=HERE, capture_output=True,
+                                   text=True, timeout=30, check=True).stdout
+        for name, default, _ in (c for constants in constant_docs(committed).values() for c in constants):
+            if name in defaults:
+                defaults[name] = eval(default, {"__builtins__": {}})  # literals and products, as written above
+    except (OSError, subprocess.SubprocessError, ValueError, SyntaxError, NameError):
+        pass
+    return defaults
+
+
+def changed_constants(cfg: Hyperparameters, defaults: dict | None = None) -> dict:
+    """The constants that differ from the committed defaults, whether changed by flag or by editing this file."""
+    defaults = defaults if defaults is not None else committed_defaults()
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != defaults[f.name]}
+
+
+def preset_notes(argv: list[str], defaults: dict) -> list[str]:
+    """Lines for the log where --smoke replaced a value edited in this file (a flag would have kept it)."""
+    overrides, smoke = parse_overrides(argv)
+    if not smoke:
+        return []
+    file_defaults = dataclasses.asdict(Hyperparameters())
+    return [f"--smoke sets {name}={value!r} over the edited {name}={file_defaults[name]!r} "
+            f"(pass --{name}={file_defaults[name]} to keep it)"
+            for name, value in SMOKE_PRESET.items()
+            if name not in overrides and file_defaults[name] != defaults[name]]
 
 
 # -----------------------------------------------------------------------------
@@ -160,14 +237,15 @@ def changed_constants(cfg: Hyperparameters) -> dict:
 
 TOKEN_SHARD_MAGIC = 20240520
 BYTE_SHARD_MAGIC = 20250223
-SHARD_VERSION = 1
+SHARD_VERSION = 1  # of token shards (modded-nanogpt's format)
+BYTE_SHARD_VERSION = 2  # 2: the header holds the CRC-32 of its token shard's tokens
 SHARD_HEADER_INTS = 256
 SHARD_HEADER_BYTES = 4 * SHARD_HEADER_INTS
 EOT_TOKEN = 50256
 BYTE_ALIGN_CODES = {"left": 0, "right": 1}
 
 
-def read_shard_header(path: Path, magic: int, kind: str) -> np.ndarray:
+def read_shard_header(path: Path, magic: int, kind: str, version: int = SHARD_VERSION) -> np.ndarray:
     size = os.path.getsize(path)
     if size < SHARD_HEADER_BYTES:
         raise DataError(f"{path}: truncated {kind} shard ({size} bytes, less than its {SHARD_HEADER_BYTES}-byte "
@@ -175,8 +253,9 @@ def read_shard_header(path: Path, magic: int, kind: str) -> np.ndarray:
     header = np.fromfile(path, dtype=np.int32, count=SHARD_HEADER_INTS)
     if header[0] != magic:
         raise DataError(f"{path}: not a {kind} shard (magic {header[0]}, expected {magic}); fetch or rebuild it")
-    if header[1] != SHARD_VERSION:
-        raise DataError(f"{path}: {kind} shard version {header[1]} is not supported (expected {SHARD_VERSION})")
+    if header[1] != version:
+        raise DataError(f"{path}: {kind} shard version {header[1]} is not supported (expected {version}); "
+                        "rebuild it (byte shards: python data/byte_shards.py --force)")
     return header
 
 
@@ -195,9 +274,20 @@ def token_shard_length(path: Path) -> int:
     return count
 
 
-def load_token_shard(path: Path) -> np.ndarray:
+def load_token_shard(path: Path, vocab_size: int | None = None) -> np.ndarray:
+    """A token shard's tokens; with vocab_size, every id is checked to lie below it."""
     count = token_shard_length(path)
-    return np.fromfile(path, dtype=np.uint16, count=count, offset=SHARD_HEADER_BYTES)
+    tokens = np.fromfile(path, dtype=np.uint16, count=count, offset=SHARD_HEADER_BYTES)
+    if vocab_size is not None and count and int(tokens.max()) >= vocab_size:
+        position = int(np.argmax(tokens >= vocab_size))
+        raise DataError(f"{path}: token id {tokens[position]} at position {position} is not below vocab_size="
+                        f"{vocab_size}; the shard is not GPT-2 tokens, or set --vocab_size")
+    return tokens
+
+
+def token_checksum(tokens: np.ndarray) -> int:
+    """CRC-32 of a token array's bytes as a signed int32, as byte shard headers store it (index 7)."""
+    return int(np.array(zlib.crc32(np.ascontiguousarray(tokens, dtype=np.uint16)), dtype=np.uint32).view(np.int32))
 
 
 def byte_shard_path(token_path: Path, bytes_per_token: int) -> Path:
@@ -205,12 +295,13 @@ def byte_shard_path(token_path: Path, bytes_per_token: int) -> Path:
     return token_path.with_name(f"{token_path.stem}.bytes{bytes_per_token}")
 
 
-def load_byte_shard(path: Path, num_tokens: int, bytes_per_token: int, align: str,
+def load_byte_shard(path: Path, num_tokens: int, bytes_per_token: int, align: str, tokens: np.ndarray | None = None,
                     header_only: bool = False) -> np.ndarray | None:
-    """The (num_tokens, bytes_per_token) uint8 rows of a byte shard, checked against its token shard."""
+    """The (num_tokens, bytes_per_token) uint8 rows of a byte shard, checked against its token shard: the
+    header's count and layout, and given the tokens, the checksum of the tokens it was built from."""
     if not Path(path).is_file():
         raise DataError(f"{path}: byte shard is missing; build it with python data/byte_shards.py {Path(path).parent}")
-    header = read_shard_header(path, BYTE_SHARD_MAGIC, "byte")
+    header = read_shard_header(path, BYTE_SHARD_MAGIC, "byte", BYTE_SHARD_VERSION)
     if header[2] != num_tokens:
         raise DataError(f"{path}: byte shard holds {header[2]} tokens but its token shard holds {num_tokens}; "
                         "rebuild it with python data/byte_shards.py --force")
@@ -219,6 +310,9 @@ def load_byte_shard(path: Path, num_tokens: int, bytes_per_token: int, align: st
         raise DataError(f"{path}: byte shard has {header[3]} bytes per token, {found} aligned; the run asks for "
                         f"{bytes_per_token}, {align} aligned")
     check_shard_size(path, "byte", num_tokens, bytes_per_token)
+    if tokens is not None and header[7] != token_checksum(tokens):
+        raise DataError(f"{path}: byte shard was built from other tokens than its token shard holds (checksum "
+                        "differs); rebuild it with python data/byte_shards.py --force")
     if header_only:
         return None
     if num_tokens == 0:
@@ -243,9 +337,10 @@ class TokenStream:
     """The tokens of several shards, read in order as one stream; shards are loaded when reached. With
     bytes_per_token set, each shard's byte shard is read alongside and take() also returns the byte rows."""
 
-    def __init__(self, files: list[Path], bytes_per_token: int | None = None, byte_align: str = "right"):
+    def __init__(self, files: list[Path], bytes_per_token: int | None = None, byte_align: str = "right",
+                 vocab_size: int | None = None):
         self.files = list(files)
-        self.bytes_per_token, self.byte_align = bytes_per_token, byte_align
+        self.bytes_per_token, self.byte_align, self.vocab_size = bytes_per_token, byte_align, vocab_size
         self.next_file = 0
         self.arrays: list[np.ndarray] = []
         self.pos = self.length = 0
@@ -255,11 +350,11 @@ class TokenStream:
             raise DataError(f"ran out of tokens after the last of {len(self.files)} shards "
                             f"({self.files[-1]}); add shards or run fewer steps")
         path = self.files[self.next_file]
-        tokens = load_token_shard(path)
+        tokens = load_token_shard(path, self.vocab_size)
         self.arrays = [tokens]
         if self.bytes_per_token:
             self.arrays.append(load_byte_shard(byte_shard_path(path, self.bytes_per_token), len(tokens),
-                                               self.bytes_per_token, self.byte_align))
+                                               self.bytes_per_token, self.byte_align, tokens))
         self.pos, self.length = 0, len(tokens)
         self.next_file += 1
 
@@ -391,56 +486,65 @@ def newton_schulz(grad: Tensor, steps: int) -> Tensor:
 
 
 class Muon(torch.optim.Optimizer):
-    """SGD with Nesterov momentum whose update is orthogonalized per matrix. Parameters of one size form a
-    group; within it, rank r orthogonalizes matrices r, r+W, ... and an all-gather shares the results."""
+    """SGD with Nesterov momentum whose update is orthogonalized per matrix. Matrices of one shape form a
+    group and go through Newton-Schulz as one batch: rank r of W takes the r-th contiguous share of every
+    group, and an all-gather gives every rank every update. With share_only (timing one rank of a larger
+    run on one GPU), a rank orthogonalizes its share, shares nothing and moves only its own matrices."""
 
     def __init__(self, params, lr: float, momentum: float, ns_steps: int, rank: int = 0, world_size: int = 1,
-                 orthogonalize=newton_schulz):
+                 orthogonalize=newton_schulz, share_only: bool = False):
         params = list(params)
-        sizes = sorted({p.numel() for p in params}, reverse=True)
-        groups = [dict(params=[p for p in params if p.numel() == size]) for size in sizes]
+        shapes = sorted({tuple(p.shape) for p in params}, key=lambda shape: (-math.prod(shape), shape))
+        groups = [dict(params=[p for p in params if tuple(p.shape) == shape]) for shape in shapes]
         super().__init__(groups, dict(lr=lr, momentum=momentum, ns_steps=ns_steps))
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.share_only = rank, world_size, share_only
         self.orthogonalize = orthogonalize
 
-    def _orthogonal_update(self, p: Tensor, group: dict) -> Tensor:
-        state = self.state[p]
-        if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(p.grad)
-        buf = state["momentum_buffer"]
-        buf.lerp_(p.grad, 1 - group["momentum"])
-        nesterov = p.grad.lerp(buf, group["momentum"])
-        return self.orthogonalize(nesterov, group["ns_steps"]).flatten()
+    def share(self, count: int) -> int:
+        """Matrices per rank in a group of count matrices (the last ranks' shares may be short or empty)."""
+        return -(-count // self.world_size)
 
-    def _share(self, update: Tensor):
-        if self.world_size == 1:
-            return None, [update]
-        gathered = [torch.empty_like(update) for _ in range(self.world_size)]
-        return dist.all_gather(gathered, update, async_op=True), gathered
+    def owner(self, index: int, count: int) -> int:
+        """The rank that orthogonalizes matrix index of a group of count matrices."""
+        return index // self.share(count)
 
-    @staticmethod
-    def _apply(params: list[Tensor], shared, lr: float):
-        handle, updates = shared
-        if handle is not None:
-            handle.wait()
-        for p, update in zip(params, updates):
-            p.add_(update.view_as(p), alpha=-lr * max(1.0, p.size(-2) / p.size(-1)) ** 0.5)
+    def _orthogonal_updates(self, params: list[Tensor], group: dict) -> Tensor:
+        """(share, *shape) bfloat16 updates of params, zero-padded to a full share."""
+        share, template = self.share(len(group["params"])), group["params"][0]
+        if not params:
+            return template.new_zeros((share, *template.shape), dtype=torch.bfloat16)
+        buffers = []
+        for p in params:
+            if "momentum_buffer" not in self.state[p]:
+                self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+            buffers.append(self.state[p]["momentum_buffer"])
+        grads = [p.grad for p in params]
+        torch._foreach_lerp_(buffers, grads, 1 - group["momentum"])
+        nesterov = torch.stack(torch._foreach_lerp(grads, buffers, group["momentum"]))
+        if len(params) < share:
+            nesterov = torch.cat([nesterov, nesterov.new_zeros((share - len(params), *template.shape))])
+        return self.orthogonalize(nesterov, group["ns_steps"])
 
     @torch.no_grad()
     def step(self):
+        pending = []
         for group in self.param_groups:
             params = group["params"]
-            pending = None
-            for base in range(0, len(params), self.world_size):
-                own = base + self.rank
-                if own < len(params):
-                    update = self._orthogonal_update(params[own], group)
-                else:
-                    update = params[0].new_zeros(params[0].numel(), dtype=torch.bfloat16)
-                if pending is not None:
-                    self._apply(*pending, group["lr"])
-                pending = (params[base:base + self.world_size], self._share(update))
-            self._apply(*pending, group["lr"])
+            share = self.share(len(params))
+            mine = slice(self.rank * share, (self.rank + 1) * share)
+            update = self._orthogonal_updates(params[mine], group)
+            if self.world_size == 1 or self.share_only:
+                pending.append((params[mine], update, None, group["lr"]))
+                continue
+            gathered = update.new_empty((self.world_size * share, *update.shape[1:]))
+            handle = dist.all_gather_into_tensor(gathered, update, async_op=True)
+            pending.append((params, gathered, handle, group["lr"]))
+        for params, updates, handle, lr in pending:  # the gathers of later groups overlap these updates
+            if handle is not None:
+                handle.wait()
+            if params:
+                scale = max(1.0, params[0].size(-2) / params[0].size(-1)) ** 0.5
+                torch._foreach_add_(params, list(updates[:len(params)].float().unbind(0)), alpha=-lr * scale)
 
 
 # -----------------------------------------------------------------------------
@@ -522,8 +626,9 @@ def byte_window_causal(token_docs: Tensor, slots: int, window_tokens: int, doc_m
 def banded_block_mask(length: int, block_size: int, band: int, mask_mod, device: torch.device) -> BlockMask:
     """A BlockMask in which query block i reads key blocks i-band+1 .. i, built in O(blocks x band) from
     the band alone: no per-pair mask evaluation and no dense block matrix. Documents enter only through
-    mask_mod, so the structure does not depend on the batch."""
-    num_blocks = length // block_size
+    mask_mod, so the structure does not depend on the batch. A length that is not a whole number of blocks
+    ends in a partial block, whose missing positions FlexAttention leaves out."""
+    num_blocks = -(-length // block_size)
     rows = torch.arange(num_blocks, dtype=torch.int32, device=device)[:, None]
     offsets = torch.arange(band, dtype=torch.int32, device=device)[None, :]
     kv_indices = (rows - offsets).clamp_min(0)  # the diagonal first, then back; extras past the count unused
@@ -782,6 +887,106 @@ class ByteFrontEnd(nn.Module):
 
 
 # -----------------------------------------------------------------------------
+# Hashed context embeddings: a token's bigram and the byte n-grams that end at its last byte
+
+BIGRAM_MULTIPLIERS = (1_000_003, 998_244_353)  # of the token and of the previous token
+NGRAM_BASE, NGRAM_MODULUS = 257, 2 ** 31 - 1  # polynomial hash of a byte n-gram
+NGRAM_MIX = 2_654_435_761  # spreads the polynomial hash over 32 bits before the modulo by the rows
+PAD_BYTE = 0xFF  # the byte rows' empty-slot marker (data/gpt2_tokenizer.py); the end-of-text token's byte is 0xFE
+
+
+def zero_embedding(rows: int, dim: int) -> nn.Embedding:
+    """A zero-initialized table: the model starts as if the feature were off, and no random draws are made."""
+    return nn.Embedding(rows, dim, _weight=torch.zeros(rows, dim))
+
+
+def bigram_hash(tokens: Tensor, rows: int) -> Tensor:
+    """Table row of each position's (previous token, token) pair: (A * token XOR B * previous) mod (rows - 1).
+    The last row stands for 'no previous token': a document's first token (its end-of-text opener) and the
+    sequence's first position (whose previous token lies in another micro-batch)."""
+    current = tokens.long()
+    previous = F.pad(current[:-1], (1, 0))
+    hashed = torch.bitwise_xor(current * BIGRAM_MULTIPLIERS[0], previous * BIGRAM_MULTIPLIERS[1]) % (rows - 1)
+    first = torch.arange(len(tokens), device=tokens.device) == 0
+    return torch.where((current == EOT_TOKEN) | first, rows - 1, hashed)
+
+
+def bytes_from_the_end(rows: Tensor, lengths: Tensor, align: str) -> Tensor:
+    """(T, slots): each row's bytes from its last one backwards, valid where the index is below its length."""
+    if align == "right":
+        return rows.flip(-1)
+    back = lengths[:, None] - 1 - torch.arange(rows.size(1), device=rows.device)
+    return rows.gather(1, back.clamp_min(0))
+
+
+def trailing_bytes(tokens: Tensor, rows: Tensor, count: int, align: str) -> tuple[Tensor, Tensor]:
+    """The last `count` bytes of each token's document up to and including the token, last first, as
+    (T, count) int64 values and (T, count) validity. A document's byte stream is its end-of-text marker
+    (0xFE) followed by its tokens' bytes without pads; bytes before the document or before the sequence's
+    first position are invalid. Every token has at least one byte, so tokens t .. t - count + 1 suffice."""
+    length = len(tokens)
+    token_lengths = (rows != PAD_BYTE).sum(dim=1)
+    docs = document_ids(tokens)
+    backwards, lengths, same_doc = [], [], []
+    for j in range(count):  # token t - j, shifted into position t
+        shifted_lengths = F.pad(token_lengths[:length - j], (j, 0), value=1)
+        shifted_rows = F.pad(rows[:length - j], (0, 0, j, 0), value=PAD_BYTE)
+        backwards.append(bytes_from_the_end(shifted_rows, shifted_lengths, align))
+        lengths.append(shifted_lengths)
+        same_doc.append(F.pad(docs[:length - j], (j, 0), value=-1) == docs)
+    lengths = torch.stack(lengths, dim=1)  # (T, count): bytes of tokens t, t-1, ...
+    ends = lengths.cumsum(dim=1)  # bytes from the end of token t through token t - j
+    back = torch.arange(count, device=rows.device)
+    which = (ends[:, None, :] <= back[None, :, None]).sum(dim=-1)  # (T, count): j of the token holding byte d
+    offset = back[None, :] - (ends - lengths).gather(1, which)  # position of byte d inside that token, from its end
+    positions = torch.arange(length, device=rows.device)[:, None]
+    values = torch.stack(backwards, dim=1)[positions, which, offset]
+    valid = torch.stack(same_doc, dim=1).gather(1, which)
+    return values.long(), valid
+
+
+def byte_ngram_hashes(tokens: Tensor, rows: Tensor, max_n: int, table_rows: int, align: str) -> tuple[Tensor, Tensor]:
+    """Table rows of the byte n-grams (n = 2 .. max_n) that end at each token's last byte, (T, max_n - 1),
+    and whether each exists (all its bytes in the token's document and sequence). With the n-gram's bytes
+    b_1 .. b_n from its last byte backwards: h = 0, then h = (257 h + b_i + 1) mod (2^31 - 1) for each
+    i; row = ((h * 2654435761 + n) mod 2^32) mod table_rows."""
+    values, valid = trailing_bytes(tokens, rows, max_n, align)
+    h = torch.zeros(len(tokens), dtype=torch.long, device=rows.device)
+    hashes = []
+    for i in range(max_n):
+        h = (h * NGRAM_BASE + values[:, i] + 1) % NGRAM_MODULUS
+        if i >= 1:
+            hashes.append(((h * NGRAM_MIX + i + 1) % 2 ** 32) % table_rows)
+    return torch.stack(hashes, dim=1), valid[:, 1:]
+
+
+class BigramHashEmbedding(nn.Module):
+    """A zero-initialized table of hashed (previous token, token) pairs."""
+
+    def __init__(self, rows: int, dim: int):
+        super().__init__()
+        self.table = zero_embedding(rows, dim)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.table(bigram_hash(tokens, self.table.num_embeddings))
+
+
+class ByteNgramEmbedding(nn.Module):
+    """A zero-initialized table of hashed byte n-grams; each token gets the sum of the rows of the n-grams
+    that end at its last byte."""
+
+    def __init__(self, rows: int, dim: int, max_n: int, align: str):
+        super().__init__()
+        self.table = zero_embedding(rows, dim)
+        self.max_n, self.align = max_n, align
+
+    def forward(self, tokens: Tensor, rows: Tensor) -> Tensor:
+        hashes, exists = byte_ngram_hashes(tokens, rows, self.max_n, self.table.num_embeddings, self.align)
+        # a lookup and a masked sum, which inductor fuses; embedding_bag's backward cost 2.7 ms on an H200
+        return (self.table(hashes) * exists[..., None].to(self.table.weight.dtype)).sum(dim=1)
+
+
+# -----------------------------------------------------------------------------
 # The GPT
 
 
@@ -808,8 +1013,6 @@ def uses_long_window(layer: int, num_layers: int) -> bool:
 class GPT(nn.Module):
     def __init__(self, cfg: Hyperparameters, backend, max_seq_len: int, fp8_head: bool = False):
         super().__init__()
-        if cfg.num_layers < 6:
-            raise RunError(f"num_layers={cfg.num_layers}: the value-embedding pattern needs at least 6 layers")
         self.cfg, self.backend = cfg, backend
         self.embed = nn.Embedding(cfg.vocab_size, cfg.model_dim)
         self.value_embeds = nn.ModuleList(nn.Embedding(cfg.vocab_size, cfg.model_dim) for _ in range(3))
@@ -820,13 +1023,27 @@ class GPT(nn.Module):
         fp8_scales = (2.0, 2.0 ** 9, 2.0 ** 19) if fp8_head else None  # input, weight, gradient scales
         self.lm_head = CastedLinear(cfg.model_dim, padded_vocab_size(cfg.vocab_size), zero_init=True,
                                     fp8_scales=fp8_scales)
+        # zero-initialized and built last: with them on, every other weight starts as the baseline's
+        self.bigram_embed = BigramHashEmbedding(cfg.bigram_hash_rows, cfg.model_dim) if cfg.bigram_hash_rows else None
+        self.bigram_lambdas = None
+        if self.bigram_embed is not None and cfg.bigram_placement == "blocks":
+            self.bigram_lambdas = nn.Parameter(torch.full((cfg.num_layers,), 0.1))  # its weight before each block
+        self.byte_ngram_embed = None
+        if cfg.byte_ngram_rows:
+            self.byte_ngram_embed = ByteNgramEmbedding(cfg.byte_ngram_rows, cfg.model_dim, cfg.byte_ngram_max,
+                                                       cfg.byte_align)
 
     def embed_input(self, input_seq: Tensor, input_bytes: Tensor | None = None) -> Tensor:
-        """(T, model_dim) input embedding of a 1-D sequence of token ids; with the MoT front end, enriched
-        by their (T, bytes_per_token) byte rows."""
+        """(T, model_dim) input embedding of a 1-D sequence of token ids; with the MoT front end or the byte
+        n-grams, enriched by their (T, bytes_per_token) byte rows; with the bigram placed at the input, plus
+        its row."""
         embedding = self.embed(input_seq)
         if self.byte_front_end is not None:
             embedding = self.byte_front_end(embedding, input_bytes, document_ids(input_seq))
+        if self.byte_ngram_embed is not None:
+            embedding = embedding + self.byte_ngram_embed(input_seq, input_bytes)
+        if self.bigram_embed is not None and self.bigram_lambdas is None:
+            embedding = embedding + self.bigram_embed(input_seq)
         return embedding
 
     def trunk_logits(self, embedding: Tensor, input_seq: Tensor, window_blocks: Tensor) -> Tensor:
@@ -837,10 +1054,13 @@ class GPT(nn.Module):
         short_mask = self.backend.mask(docs, torch.clamp_min(window_blocks // 2, 1))
         x = x0 = rms_norm(embedding[None])
         value_embeds = [ve(input_seq) for ve in self.value_embeds]
+        bigram = self.bigram_embed(input_seq)[None] if self.bigram_lambdas is not None else None
         skips = []
         for i, block in enumerate(self.blocks):
             if i >= self.num_encoder_layers:
                 x = x + self.skip_weights[i - self.num_encoder_layers] * skips.pop()
+            if bigram is not None:
+                x = x + self.bigram_lambdas[i] * bigram
             ve_index = value_embed_index(i, cfg.num_layers)
             value_embed = value_embeds[ve_index] if ve_index is not None else None
             mask = long_mask if uses_long_window(i, cfg.num_layers) else short_mask
@@ -890,8 +1110,6 @@ class Runtime:
 
 
 def select_runtime(cfg: Hyperparameters) -> Runtime:
-    if cfg.device not in ("auto", "cuda", "cpu"):
-        raise RunError(f"--device={cfg.device}: use auto, cuda or cpu")
     if cfg.device != "cpu" and not torch.cuda.is_available():
         raise RunError("no CUDA device found: the full run needs GPUs; try python train_gpt.py --smoke on CPU")
     use_cuda = cfg.device != "cpu"
@@ -941,8 +1159,12 @@ def build_optimizers(model: GPT, cfg: Hyperparameters, runtime: Runtime) -> list
                             betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
                             fused=runtime.device.type == "cuda")
     orthogonalize = torch.compile(newton_schulz) if runtime.compiled else newton_schulz
-    muon = Muon(hidden_matrices, lr=cfg.muon_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps,
-                rank=runtime.rank, world_size=runtime.world_size, orthogonalize=orthogonalize)
+    if cfg.bench_ranks:
+        muon = Muon(hidden_matrices, lr=cfg.muon_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps,
+                    world_size=cfg.bench_ranks, orthogonalize=orthogonalize, share_only=True)
+    else:
+        muon = Muon(hidden_matrices, lr=cfg.muon_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps,
+                    rank=runtime.rank, world_size=runtime.world_size, orthogonalize=orthogonalize)
     for opt in (adam, muon):
         for group in opt.param_groups:
             group["initial_lr"] = group["lr"]
@@ -997,30 +1219,53 @@ def run_model(model, batch: tuple[Tensor, ...], window: Tensor) -> Tensor:
 
 
 def open_stream(cfg: Hyperparameters, pattern: str, role: str) -> TokenStream:
-    return TokenStream(shard_files(pattern, role), cfg.bytes_per_token if cfg.use_mot else None, cfg.byte_align)
+    return TokenStream(shard_files(pattern, role), cfg.bytes_per_token if uses_bytes(cfg) else None, cfg.byte_align,
+                       cfg.vocab_size)
 
 
-def train_step(model: GPT, optimizers, batches, window: Tensor, step: int, cfg: Hyperparameters,
-               runtime: Runtime, stop_requested: bool = False) -> tuple[Tensor, Tensor]:
-    """One optimizer step over the global batch. Returns device scalars, reduced over ranks without a host
-    sync: the mean training loss, and how many ranks asked to stop."""
-    micro_steps = cfg.global_batch_seqs // runtime.world_size
-    stats = torch.zeros(2, device=runtime.device)
+def uses_bytes(cfg: Hyperparameters) -> bool:
+    """Whether the model reads each token's byte row: the MoT front end and the byte n-grams do."""
+    return cfg.use_mot or cfg.byte_ngram_rows > 0
+
+
+def accumulate_gradients(model: GPT, batches, window: Tensor, micro_steps: int) -> Tensor:
+    """Forward and backward over micro_steps micro-batches; .grad holds the sum of the per-sequence losses'
+    gradients. Each backward starts from the unscaled loss, as the record's does: the FP8 head casts that
+    gradient to float8_e5m2, and a loss divided before its backward would lose entries there to underflow.
+    Returns the summed loss, a device scalar."""
+    total = torch.zeros((), device=window.device)
     for _ in range(micro_steps):
         loss = run_model(model, next(batches), window)
-        (loss / cfg.global_batch_seqs).backward()  # summed over ranks below: the global mean
-        stats[0] += loss.detach()
-    stats[1] = torch.full((), float(stop_requested), device=runtime.device)  # a fill, not a host copy
+        loss.backward()
+        total += loss.detach()
+    return total
+
+
+def reduce_gradients(model: GPT, stats: Tensor, global_batch_seqs: int, runtime: Runtime) -> None:
+    """Sums gradients and stats over ranks, then scales the gradients to the global batch mean (a power of
+    two for the record's batch, so the scaling is exact)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
     if runtime.world_size > 1:
-        handles = [dist.all_reduce(p.grad, async_op=True) for p in model.parameters()]
+        handles = [dist.all_reduce(g, async_op=True) for g in grads]
         handles.append(dist.all_reduce(stats, async_op=True))
         for handle in handles:
             handle.wait()
+    torch._foreach_mul_(grads, 1 / global_batch_seqs)
+
+
+def train_step(model: GPT, optimizers, batches, window: Tensor, step: int, cfg: Hyperparameters,
+               runtime: Runtime, stop_requested: bool = False) -> Tensor:
+    """One optimizer step over the global batch. Returns, reduced over ranks without a host sync, a device
+    tensor of the mean training loss and of how many ranks asked to stop."""
+    loss_sum = accumulate_gradients(model, batches, window, cfg.global_batch_seqs // runtime.world_size)
+    stop_vote = torch.full((), float(stop_requested), device=runtime.device)  # a fill, not a host copy
+    stats = torch.stack([loss_sum / cfg.global_batch_seqs, stop_vote])
+    reduce_gradients(model, stats, cfg.global_batch_seqs, runtime)
     set_schedules(optimizers, step, cfg)
     for opt in optimizers:
         opt.step()
     model.zero_grad(set_to_none=True)
-    return stats[0] / cfg.global_batch_seqs, stats[1]
+    return stats
 
 
 @torch.no_grad()
@@ -1186,7 +1431,7 @@ def append_to_devlog(line: str, note: str) -> Path:
 # -----------------------------------------------------------------------------
 # Checkpoints and clean stops
 
-CHECKPOINT_FORMAT = "speedrun-checkpoint-1"
+CHECKPOINT_FORMAT = "speedrun-checkpoint-2"  # 2: Muon groups matrices by shape
 # constants that may change between a run and its resumption: those that do not change what it trains,
 # and where and how far it runs
 RESUMABLE_CHANGES = NOT_IN_RESULT | {"stop_step", "device", "coordinate_descent_tuning"}
@@ -1197,12 +1442,13 @@ def share_muon_state(muon: Muon, runtime: Runtime) -> None:
     if runtime.world_size == 1:
         return
     for group in muon.param_groups:
-        for i, p in enumerate(group["params"]):
+        params = group["params"]
+        for i, p in enumerate(params):
             state = muon.state[p]
             buffer = state.get("momentum_buffer")
             if buffer is None:
                 buffer = state["momentum_buffer"] = torch.zeros_like(p)
-            dist.broadcast(buffer, src=i % runtime.world_size)
+            dist.broadcast(buffer, src=muon.owner(i, len(params)))
 
 
 def write_checkpoint(path: Path, step: int, train_ms: float, cfg: Hyperparameters, runtime: Runtime,
@@ -1229,8 +1475,9 @@ def load_checkpoint(path: str, cfg: Hyperparameters, runtime: Runtime) -> dict:
         raise RunError(f"--resume={path}: no such file")
     try:
         state = torch.load(path, map_location=runtime.device, weights_only=True)
-    except Exception as e:  # a truncated zip, a foreign pickle, ...: torch raises many kinds
-        raise RunError(f"--resume={path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})")
+    except Exception as e:  # a truncated zip, a foreign pickle, an empty file...: torch raises many kinds
+        detail = (str(e).splitlines() or ["no message"])[0]
+        raise RunError(f"--resume={path}: not a readable checkpoint ({type(e).__name__}: {detail})")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise RunError(f"--resume={path}: not a checkpoint of this script")
     differing = {name: (value, getattr(cfg, name)) for name, value in state["constants"].items()
@@ -1239,7 +1486,20 @@ def load_checkpoint(path: str, cfg: Hyperparameters, runtime: Runtime) -> dict:
         listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in differing.items())
         raise RunError(f"--resume={path}: constants differ from the checkpoint's ({listed}); "
                        "pass --resume_force=1 to resume anyway")
+    if run_steps(cfg) <= state["step"]:
+        raise RunError(f"--resume={path}: the checkpoint is at step {state['step']}, so a run of {run_steps(cfg)} steps "
+                       "has nothing left to train; raise --stop_step or --num_iterations")
     return state
+
+
+def check_checkpoint_fits(state: dict, model: GPT, path: str) -> None:
+    """Before compiling: the checkpoint's tensors have this model's names and shapes."""
+    saved = {name: tuple(t.shape) for name, t in state["model"].items()}
+    ours = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    if saved != ours:
+        differing = sorted(set(saved.items()) ^ set(ours.items()))[0][0]
+        raise RunError(f"--resume={path}: the checkpoint's model has other tensors or shapes than this one (first: "
+                       f"{differing}); --resume_force resumes across other constants, never across other shapes")
 
 
 def restore(state: dict, model: GPT, optimizers, runtime: Runtime) -> None:
@@ -1279,9 +1539,22 @@ class StoppedBySignal(Exception):
 # Main
 
 
+def shard_tokens(pattern: str, role: str, cfg: Hyperparameters) -> int:
+    """Tokens in the shards of pattern, after checking every shard's header and size, and with byte
+    features on, that its byte shard is there and matches it (each one's checksum is checked on loading)."""
+    total = 0
+    for path in shard_files(pattern, role):
+        count = token_shard_length(path)
+        if uses_bytes(cfg):
+            load_byte_shard(byte_shard_path(path, cfg.bytes_per_token), count, cfg.bytes_per_token, cfg.byte_align,
+                            header_only=True)
+        total += count
+    return total
+
+
 def check_token_budget(cfg: Hyperparameters, runtime: Runtime) -> None:
     """Fails before training when the shards cannot feed the configured steps and validation."""
-    train_have = sum(token_shard_length(p) for p in shard_files(cfg.train_files, "training"))
+    train_have = shard_tokens(cfg.train_files, "training", cfg)
     steps = run_steps(cfg)
     train_need = steps * cfg.global_batch_seqs * cfg.seq_len + 1
     if train_have < train_need:
@@ -1292,7 +1565,7 @@ def check_token_budget(cfg: Hyperparameters, runtime: Runtime) -> None:
     if cfg.val_tokens <= 0 or cfg.val_tokens % per_val_step:
         raise RunError(f"val_tokens={cfg.val_tokens} must be a positive multiple of world size x val_seq_len = "
                        f"{per_val_step}")
-    val_have = sum(token_shard_length(p) for p in shard_files(cfg.val_files, "validation"))
+    val_have = shard_tokens(cfg.val_files, "validation", cfg)
     if val_have < cfg.val_tokens + 1:
         raise DataError(f"validation needs {cfg.val_tokens + 1} tokens but {cfg.val_files!r} holds {val_have}; "
                         "lower --val_tokens")
@@ -1302,20 +1575,51 @@ def run_steps(cfg: Hyperparameters) -> int:
     return cfg.stop_step if 0 < cfg.stop_step < cfg.num_iterations else cfg.num_iterations
 
 
+# the ranges of the constants, checked in one place before any work
+POSITIVE = ("val_tokens", "seq_len", "val_seq_len", "global_batch_seqs", "model_dim", "num_heads", "head_dim",
+            "attn_scale", "logit_cap", "attn_block_size", "window_max_tokens", "bytes_per_token", "byte_dim",
+            "byte_heads", "byte_window_tokens", "byte_pool", "num_iterations", "adam_eps", "muon_ns_steps")
+NOT_NEGATIVE = ("bigram_hash_rows", "byte_ngram_rows", "stop_step", "adam_head_lr", "adam_embed_lr", "adam_scalar_lr",
+                "muon_lr", "muon_momentum_warmup_steps", "val_loss_every", "warmup_steps", "profile_steps",
+                "bench_ranks", "save_every")
+FRACTIONS = ("cooldown_frac", "final_lr_frac", "muon_momentum", "muon_momentum_start")  # in [0, 1]
+BELOW_ONE = ("adam_beta1", "adam_beta2")  # in [0, 1)
+CHOICES = {"device": ("auto", "cuda", "cpu"), "byte_align": tuple(BYTE_ALIGN_CODES), "mot_mix": ("residual", "replace"),
+           "bigram_placement": ("blocks", "input")}
+
+
 def check_config(cfg: Hyperparameters) -> None:
+    """Refuses constants outside their ranges, each with one line that names it and what it may be."""
+    for name in POSITIVE:
+        if not getattr(cfg, name) > 0:
+            raise RunError(f"{name}={getattr(cfg, name)} must be positive")
+    for name in NOT_NEGATIVE:
+        if getattr(cfg, name) < 0:
+            raise RunError(f"{name}={getattr(cfg, name)} must not be negative")
+    for name in FRACTIONS + BELOW_ONE:
+        value = getattr(cfg, name)
+        if not (0 <= value <= 1 if name in FRACTIONS else 0 <= value < 1):
+            raise RunError(f"{name}={value} must lie in [0, 1{']' if name in FRACTIONS else ')'}")
+    for name, choices in CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            raise RunError(f"{name}={getattr(cfg, name)!r}: use {' or '.join(choices)}")
+    if not EOT_TOKEN < cfg.vocab_size <= 2 ** 16:
+        raise RunError(f"vocab_size={cfg.vocab_size}: must hold the end-of-text token {EOT_TOKEN} and fit the "
+                       "shards' uint16 tokens (50257 for GPT-2)")
+    if cfg.num_layers < 6 or not -1 <= cfg.no_attn_layer < cfg.num_layers:
+        raise RunError(f"num_layers={cfg.num_layers}, no_attn_layer={cfg.no_attn_layer}: the value-embedding pattern "
+                       "needs at least 6 layers, and no_attn_layer is -1 or a layer index")
+    if cfg.head_dim % 4:
+        raise RunError(f"head_dim={cfg.head_dim} must be a multiple of 4 (a quarter of it rotates)")
     for name in ("seq_len", "val_seq_len"):
         if getattr(cfg, name) % cfg.attn_block_size:
             raise RunError(f"{name}={getattr(cfg, name)} must be a multiple of attn_block_size={cfg.attn_block_size}")
-    if cfg.num_iterations < 1:
-        raise RunError(f"num_iterations={cfg.num_iterations} must be at least 1")
-    if cfg.byte_align not in BYTE_ALIGN_CODES:
-        raise RunError(f"byte_align={cfg.byte_align!r}: use right or left")
-    if cfg.mot_mix not in ("replace", "residual"):
-        raise RunError(f"mot_mix={cfg.mot_mix!r}: use replace or residual")
-    if cfg.byte_pool < 1 or cfg.bytes_per_token % cfg.byte_pool:
+    if cfg.bytes_per_token % cfg.byte_pool:
         raise RunError(f"byte_pool={cfg.byte_pool} must divide bytes_per_token={cfg.bytes_per_token}")
-    if cfg.byte_window_tokens < 1 or cfg.byte_dim < 1 or cfg.byte_heads < 1:
-        raise RunError("byte_window_tokens, byte_dim and byte_heads must be positive")
+    if cfg.bigram_hash_rows == 1:
+        raise RunError("bigram_hash_rows=1: use 0 (off) or at least 2 (one row is kept for 'no previous token')")
+    if not 2 <= cfg.byte_ngram_max <= cfg.bytes_per_token:
+        raise RunError(f"byte_ngram_max={cfg.byte_ngram_max}: n-grams span 2 to bytes_per_token={cfg.bytes_per_token} bytes")
 
 
 def check_byte_shards(cfg: Hyperparameters, byte_table: np.ndarray) -> None:
@@ -1336,20 +1640,23 @@ def load_byte_table(cfg: Hyperparameters) -> np.ndarray:
     return token_byte_table(load_gpt2_encoding(), cfg.bytes_per_token, cfg.byte_align)
 
 
-def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
+def train(cfg: Hyperparameters, runtime: Runtime, log: Logger, notes: list[str] = ()) -> None:
     log(Path(__file__).read_text(), console=False)
     log("=" * 100, console=False)
     log(environment_report(runtime), console=False)
     log("constants: " + " ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items()), console=False)
-    log(f"changed constants: {changed_constants(cfg) or 'none'}")
-    check_config(cfg)
+    log(f"changed constants (against the committed defaults): {changed_constants(cfg) or 'none'}")
+    for note in notes:
+        log(note)
     check_token_budget(cfg, runtime)
-    byte_table = load_byte_table(cfg) if cfg.use_mot else None
+    byte_table = load_byte_table(cfg) if uses_bytes(cfg) else None
     if byte_table is not None:
         check_byte_shards(cfg, byte_table)
     resumed = load_checkpoint(cfg.resume, cfg, runtime) if cfg.resume else None  # checked before compiling
 
     model = build_model(cfg, runtime)
+    if resumed is not None:
+        check_checkpoint_fits(resumed, model, cfg.resume)
     optimizers = build_optimizers(model, cfg, runtime)
     if runtime.compiled:
         torch._inductor.config.coordinate_descent_tuning = cfg.coordinate_descent_tuning
@@ -1376,6 +1683,8 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
     t0 = time.perf_counter()
     for step in range(start_step, steps + 1):
         window = windows(window_blocks(step, cfg))
+        # one process stops after the step in which the signal came; several agree through the next step's votes
+        stop_agreed = stop_agreed or (runtime.world_size == 1 and stop.signal is not None)
         validate = step == steps or (cfg.val_loss_every > 0 and step % cfg.val_loss_every == 0)
         validate = validate and not (cfg.resume and step == start_step < steps)  # the earlier run logged it
         checkpoint = step > start_step and (stop_agreed or (cfg.save_every > 0 and step % cfg.save_every == 0)
@@ -1399,19 +1708,17 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
         if step == steps:
             break
         step_start = time.perf_counter()
-        loss, stop_votes = train_step(model, optimizers, batches, window, step, cfg, runtime,
-                                      stop.signal is not None)
-        if pending is not None:  # read the previous step's results now that this step is queued
-            check_finite(pending[0], step)
-            stop_agreed = pending[1].item() > 0
-        pending = (loss, stop_votes)
+        stats = HostCopy(train_step(model, optimizers, batches, window, step, cfg, runtime, stop.signal is not None))
+        if pending is not None:  # the previous step's results, copied while this step was being queued
+            stop_agreed = check_step_stats(pending.values(), step)
+        pending = stats
         now = time.perf_counter()
         step_ms.append(1000 * (now - step_start))
         elapsed = train_ms + 1000 * (now - t0)
         log(f"step:{step + 1}/{cfg.num_iterations} train_time:{elapsed:.0f}ms "
             f"step_avg:{elapsed / (step + 1):.2f}ms")
     if pending is not None:
-        check_finite(pending[0], steps)
+        check_step_stats(pending.values(), steps)
 
     log(peak_memory_report(runtime))
     steady = step_ms[min(20, len(step_ms) // 2):]
@@ -1432,10 +1739,33 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger) -> None:
     log(f"log: {log.path}")
 
 
-def check_finite(loss: Tensor, step: int) -> None:
-    value = loss.item()
-    if not math.isfinite(value):
-        raise RunError(f"training loss is {value} at step {step}; stopping (lower the learning rates or check the data)")
+class HostCopy:
+    """A device tensor's values, copied to pinned host memory behind the work already queued: reading them
+    waits for that copy alone, where .item() would wait for everything queued since (the GPU then idles
+    while the host prepares the next step)."""
+
+    def __init__(self, values: Tensor):
+        self.event = None
+        if values.device.type != "cuda":
+            self.host = values.detach()
+            return
+        self.host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+        self.host.copy_(values.detach(), non_blocking=True)
+        self.event = torch.cuda.Event()
+        self.event.record()
+
+    def values(self) -> list[float]:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.host.tolist()
+
+
+def check_step_stats(stats: list[float], step: int) -> bool:
+    """Fails on a non-finite mean training loss; returns whether any rank asked to stop."""
+    loss, stop_votes = stats
+    if not math.isfinite(loss):
+        raise RunError(f"training loss is {loss} at step {step}; stopping (lower the learning rates or check the data)")
+    return stop_votes > 0
 
 
 def synchronize(runtime: Runtime) -> None:
@@ -1444,18 +1774,25 @@ def synchronize(runtime: Runtime) -> None:
 
 
 def main(argv: list[str]) -> int:
-    runtime = None
+    if "--help" in argv or "-h" in argv:
+        print(constants_help())
+        return 0
+    runtime = log = None
     try:
         cfg = parse_args(argv)
+        check_config(cfg)
         runtime = select_runtime(cfg)
         if runtime.world_size > 1:
             dist.init_process_group(backend="nccl" if runtime.device.type == "cuda" else "gloo",
                                     device_id=runtime.device if runtime.device.type == "cuda" else None)
-        train(cfg, runtime, Logger(cfg, runtime))
+        log = Logger(cfg, runtime)
+        train(cfg, runtime, log, preset_notes(argv, committed_defaults()))
         return 0
     except RunError as e:
         if runtime is None or runtime.master:
             print(f"error: {e}", file=sys.stderr, flush=True)
+        if log is not None:
+            log(f"error: {e}", console=False)
         return 1
     except StoppedBySignal as e:
         return e.exit_code

@@ -3,8 +3,8 @@
 Usage: python data/byte_shards.py DIR_OR_SHARD [...] [--bytes_per_token 16] [--align right] [--force]
 
 For every token shard X.bin it writes X.bytes<bytes_per_token>: a header of 256 int32
-(magic 20250223, version 1, token count, bytes per token, alignment 0=left 1=right, pad byte,
-end-of-text byte) followed by uint8[token count, bytes per token], row i holding token i's UTF-8
+(magic 20250223, version 2, token count, bytes per token, alignment 0=left 1=right, pad byte,
+end-of-text byte, CRC-32 of the token shard's tokens as int32) followed by uint8[token count, bytes per token], row i holding token i's UTF-8
 bytes padded with the pad byte (on the right when left-aligned, on the left when right-aligned).
 Tokens longer than the slot keep their first bytes (left) or their last bytes (right).
 """
@@ -19,8 +19,8 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.gpt2_tokenizer import (ALIGN_CODES, EOT_BYTE, PAD_BYTE, load_gpt2_encoding,  # noqa: E402
                                  token_byte_table, tokens_with_marker_bytes)
-from train_gpt import (BYTE_SHARD_MAGIC, SHARD_HEADER_INTS, SHARD_VERSION, DataError,  # noqa: E402
-                       byte_shard_path, load_byte_shard, load_token_shard)
+from train_gpt import (BYTE_SHARD_MAGIC, BYTE_SHARD_VERSION, SHARD_HEADER_INTS, DataError,  # noqa: E402
+                       byte_shard_path, load_byte_shard, load_token_shard, token_checksum)
 
 
 class ByteShardWriter:
@@ -37,10 +37,10 @@ class ByteShardWriter:
         self.table = token_byte_table(encoding, bytes_per_token, align)
         self.marker_tokens = tokens_with_marker_bytes(encoding)
 
-    def header(self, num_tokens: int) -> np.ndarray:
+    def header(self, tokens: np.ndarray) -> np.ndarray:
         header = np.zeros(SHARD_HEADER_INTS, dtype=np.int32)
-        header[:7] = [BYTE_SHARD_MAGIC, SHARD_VERSION, num_tokens, self.bytes_per_token,
-                      ALIGN_CODES[self.align], PAD_BYTE, EOT_BYTE]
+        header[:8] = [BYTE_SHARD_MAGIC, BYTE_SHARD_VERSION, len(tokens), self.bytes_per_token,
+                      ALIGN_CODES[self.align], PAD_BYTE, EOT_BYTE, token_checksum(tokens)]
         return header
 
     def write(self, token_path: Path, tokens: np.ndarray) -> Path:
@@ -56,16 +56,17 @@ class ByteShardWriter:
         out = byte_shard_path(token_path, self.bytes_per_token)
         tmp = out.with_name(out.name + ".tmp")
         with open(tmp, "wb") as f:
-            f.write(self.header(len(tokens)).tobytes())
+            f.write(self.header(tokens).tobytes())
             f.write(self.table[tokens].tobytes())
         os.replace(tmp, out)
         return out
 
-    def is_current(self, token_path: Path, num_tokens: int) -> bool:
-        """True when token_path's byte shard exists and its header matches this writer."""
+    def is_current(self, token_path: Path, tokens: np.ndarray) -> bool:
+        """True when token_path's byte shard exists, its header matches this writer and it was built from
+        these tokens."""
         try:
-            load_byte_shard(byte_shard_path(token_path, self.bytes_per_token), num_tokens,
-                            self.bytes_per_token, self.align, header_only=True)
+            load_byte_shard(byte_shard_path(token_path, self.bytes_per_token), len(tokens),
+                            self.bytes_per_token, self.align, tokens, header_only=True)
             return True
         except DataError:
             return False
@@ -74,7 +75,7 @@ class ByteShardWriter:
         written = []
         for path in tqdm(token_paths, desc="byte shards", unit="shard"):
             tokens = load_token_shard(path)
-            if skip_current and self.is_current(path, len(tokens)):
+            if skip_current and self.is_current(path, tokens):
                 continue
             written.append(self.write(path, tokens))
         return written

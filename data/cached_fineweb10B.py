@@ -47,6 +47,9 @@ def main(argv=None):
     parser.add_argument("--bytes_per_token", type=int, default=16, help="byte slot width (default 16)")
     parser.add_argument("--align", choices=["left", "right"], default="right", help="byte alignment (default right)")
     args = parser.parse_args(argv)
+    if not 0 <= args.num_train <= 103 or args.bytes_per_token < 1:
+        raise SystemExit("error: num_train must lie in 0..103 (the data set's training shards) and "
+                         "--bytes_per_token be at least 1")
     paths = [download(name) for name in shard_names(args.num_train)]
     try:
         written = ByteShardWriter(args.bytes_per_token, args.align).build(paths, skip_current=True)

@@ -1,13 +1,14 @@
 """Tokenizes text documents into GPT-2 token shards plus per-token byte shards.
 
 Usage: python data/fineweb.py --input PATH [PATH ...] --output DIR [--name fineweb] [--val_tokens N]
-           [--shard_tokens N] [--bytes_per_token 16] [--align right] [--workers N]
+           [--shard_tokens N] [--bytes_per_token 16] [--align right] [--workers N] [--force]
 
 Inputs, read in the order given: .txt (one document per file), .jsonl (field "text"), .jsonl.xz and
 .jsonl.gz, and .parquet (field "text"; needs pyarrow). Every document is preceded by the end-of-text
 token 50256. Whole documents from the start of the input go to DIR/NAME_val_000000.bin until it holds
 at least val_tokens tokens; the rest fills DIR/NAME_train_000001.bin, ... with shard_tokens tokens each
-(a document may continue in the next shard). Each token shard gets its byte shard beside it.
+(a document may continue in the next shard). Each token shard gets its byte shard beside it. An output
+folder that already holds shards of NAME is refused unless --force, which removes them first.
 """
 import argparse
 import gzip
@@ -25,7 +26,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.byte_shards import ByteShardWriter  # noqa: E402
 from data.gpt2_tokenizer import EOT_TOKEN, load_gpt2_encoding  # noqa: E402
-from train_gpt import SHARD_HEADER_INTS, SHARD_VERSION, TOKEN_SHARD_MAGIC  # noqa: E402
+from train_gpt import SHARD_HEADER_INTS, SHARD_VERSION, TOKEN_SHARD_MAGIC, DataError  # noqa: E402
 
 
 # -----------------------------------------------------------------------------
@@ -45,9 +46,12 @@ def jsonl_documents(path: Path):
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)["text"]
+                text = json.loads(line)["text"]
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise InputError(f"{path}:{line_no}: not a JSON object with a 'text' field ({e})")
+            if not isinstance(text, str):
+                raise InputError(f"{path}:{line_no}: 'text' is {type(text).__name__}, not a string")
+            yield text
 
 
 def parquet_documents(path: Path):
@@ -56,7 +60,10 @@ def parquet_documents(path: Path):
     except ImportError:
         raise InputError(f"{path}: reading .parquet needs pyarrow (pip install pyarrow)")
     for batch in pq.ParquetFile(path).iter_batches(columns=["text"]):
-        yield from batch.column(0).to_pylist()
+        for text in batch.column(0).to_pylist():
+            if not isinstance(text, str):
+                raise InputError(f"{path}: a 'text' value is {type(text).__name__}, not a string")
+            yield text
 
 
 def documents(paths: list[Path]):
@@ -160,9 +167,31 @@ class ShardSink:
         self.written.append(path)
 
 
+def existing_shards(out_dir: Path, name: str) -> list[Path]:
+    """Token and byte shards of this name already in out_dir (a training glob would pick them up)."""
+    if not out_dir.is_dir():
+        return []
+    return sorted(p for kind in ("train", "val") for p in out_dir.glob(f"{name}_{kind}_*")
+                  if p.suffix == ".bin" or p.suffix.startswith(".bytes"))
+
+
+def prepare_output(out_dir: Path, name: str, force: bool) -> None:
+    """Creates out_dir; refuses one that holds shards of this name, unless force, which removes them."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create the output folder {out_dir}: {e.strerror or e}")
+    stale = existing_shards(out_dir, name)
+    if stale and not force:
+        raise InputError(f"{out_dir} already holds {len(stale)} shards named {name}_* (from an earlier run); "
+                         "pass --force to replace them, or choose another --output or --name")
+    for path in stale:
+        path.unlink()
+
+
 def tokenize_to_shards(inputs: list[Path], out_dir: Path, name: str, val_tokens: int, shard_tokens: int,
-                       bytes_per_token: int, align: str, workers: int) -> dict:
-    out_dir.mkdir(parents=True, exist_ok=True)
+                       bytes_per_token: int, align: str, workers: int, force: bool = False) -> dict:
+    prepare_output(out_dir, name, force)
     sink = ShardSink(out_dir, name, val_tokens, shard_tokens, ByteShardWriter(bytes_per_token, align))
     start, total, docs = time.perf_counter(), 0, 0
     with Pool(workers, initializer=_init_worker) as pool, \
@@ -173,6 +202,13 @@ def tokenize_to_shards(inputs: list[Path], out_dir: Path, name: str, val_tokens:
             docs += 1
             bar.update(len(tokens))
     sink.close()
+    if docs == 0 or sink.next_train_index == 1:
+        for path in existing_shards(out_dir, name):  # no half-made data set is left behind
+            path.unlink()
+        if docs == 0:
+            raise InputError(f"the inputs hold no documents: {' '.join(map(str, inputs))}")
+        raise InputError(f"all {total} tokens would go to the validation shard, none to training; lower "
+                         f"--val_tokens (now {val_tokens}) or add text")
     seconds = time.perf_counter() - start
     return dict(documents=docs, tokens=total, seconds=seconds, shards=sink.written)
 
@@ -189,16 +225,19 @@ def main(argv=None):
     parser.add_argument("--bytes_per_token", type=int, default=16, help="byte slot width (default 16)")
     parser.add_argument("--align", choices=["left", "right"], default="right", help="byte alignment (default right)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="tokenizer processes")
+    parser.add_argument("--force", action="store_true", help="replace shards of this name already in --output")
     args = parser.parse_args(argv)
     if args.shard_tokens < 1 or args.val_tokens < 0:
         raise SystemExit("error: --shard_tokens must be positive and --val_tokens not negative")
+    if args.workers < 1 or args.bytes_per_token < 1:
+        raise SystemExit("error: --workers and --bytes_per_token must be at least 1")
     for path in args.input:
         if not path.is_file():
             raise SystemExit(f"error: input {path} does not exist or is not a file")
     try:
         stats = tokenize_to_shards(args.input, args.output, args.name, args.val_tokens, args.shard_tokens,
-                                   args.bytes_per_token, args.align, args.workers)
-    except InputError as e:
+                                   args.bytes_per_token, args.align, args.workers, args.force)
+    except (InputError, DataError) as e:
         raise SystemExit(f"error: {e}")
     rate = stats["tokens"] / max(stats["seconds"], 1e-9)
     print(f"{stats['documents']} documents, {stats['tokens']} tokens in {stats['seconds']:.1f} s "

@@ -15,6 +15,11 @@ the summed kernel time per micro-step, which does not depend on launch gaps or o
 machine. The transformer's compiled graph is cached on disk, so the first variant compiles for about
 2 minutes on an H200 and later ones for 10-36 s. Run nothing else on the machine while timing.
 --baseline_ms supplies the denominator when the baseline ran in another command.
+
+--ranks N estimates the step of one rank of an N-GPU run on one GPU: one micro-step per optimizer step and
+1/N of Muon's Newton-Schulz work (train_gpt.py's bench_ranks; no communication, and the training itself is
+wrong: only this rank's matrices move), so ms per micro-step is the predicted step time of the N-GPU run
+without its gradient all-reduce and Muon all-gather.
 """
 import argparse
 import re
@@ -32,6 +37,9 @@ VARIANTS = {
     "self_w16_dim128": ["--use_mot=1", "--byte_self_attn=1", "--byte_dim=128"],
     "self_w16_dim768": ["--use_mot=1", "--byte_self_attn=1", "--byte_dim=768"],
     "self_w16_pool4": ["--use_mot=1", "--byte_self_attn=1", "--byte_pool=4"],
+    "bigram": ["--bigram_hash_rows=251520"],  # 5 x the padded vocabulary, as the 2026 record
+    "bigram_input": ["--bigram_hash_rows=251520", "--bigram_placement=input"],
+    "ngram": ["--byte_ngram_rows=251520"],
 }
 PATTERNS = {
     "ms": r"median step:[\d.]+ms \(([\d.]+)ms per micro-step",
@@ -66,10 +74,11 @@ def train_command(data: Path, name: str, *flags: str) -> list[str]:
 
 
 def run_variant(name: str, args, log_dir: Path) -> dict:
+    rank_share = [f"--bench_ranks={args.ranks}"] if args.ranks else []
     command = train_command(args.data, "wiki", "--val_tokens=262144", f"--global_batch_seqs={args.micro_steps}",
                             f"--stop_step={args.steps}", "--val_loss_every=0", "--warmup_steps=1",
-                            f"--log_dir={log_dir}", f"--profile_steps={args.profile_steps}", *VARIANTS[name],
-                            *args.extra.split())
+                            f"--log_dir={log_dir}", f"--profile_steps={args.profile_steps}", *rank_share,
+                            *VARIANTS[name], *args.extra.split())
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
         output = result.stdout + result.stderr
@@ -93,8 +102,12 @@ def main(argv=None):
     parser.add_argument("--timeout", type=int, default=300, help="seconds per variant, compile included")
     parser.add_argument("--baseline_ms", type=float, default=None, help="baseline ms per micro-step from another run")
     parser.add_argument("--log_dir", default="logs/bench", help="where the runs' logs go")
+    parser.add_argument("--ranks", type=int, default=0,
+                        help="estimate one rank of an N-GPU run: 1 micro-step per step, 1/N of Muon's work")
     parser.add_argument("--extra", default="", help="more train_gpt.py arguments for every variant")
     args = parser.parse_args(argv)
+    if args.ranks:
+        args.micro_steps = 1
     args.data, args.log_dir = Path(args.data).resolve(), Path(args.log_dir).resolve()  # runs start in the repo root
     names = select_variants(args.variants, VARIANTS)
     results = {}
@@ -103,7 +116,8 @@ def main(argv=None):
         print(f"{name}: {results[name]}", flush=True)
     base = args.baseline_ms or results.get("baseline", {}).get("ms")
     base_kernel = results.get("baseline", {}).get("kernel_ms")
-    print(f"\n{args.micro_steps} micro-steps per optimizer step")
+    regime = f"one rank of {args.ranks} GPUs (1/{args.ranks} of Muon, no communication)" if args.ranks else ""
+    print(f"\n{args.micro_steps} micro-steps per optimizer step {regime}".rstrip())
     print("\n| variant | ms / micro-step | x baseline | kernel ms / micro-step | x baseline | peak MiB | compile s | val loss |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():

@@ -5,7 +5,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CORPUS = ROOT.parent / "shared" / "corpus"
 
 
 @pytest.fixture(scope="session")
@@ -15,11 +14,13 @@ def encoding():
 
 
 @pytest.fixture(scope="session")
-def wiki_leads():
-    """The first 300 introductions of the committed-corpus sample, as (title, text) documents."""
-    import json
-    path = CORPUS / "wiki_leads_1mb.jsonl"
-    if not path.exists():
-        pytest.skip(f"{path} is not present")
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line)["text"] for _, line in zip(range(300), f)]
+def wiki_leads(encoding):
+    """300 whole Wikipedia introductions: the committed smoke sample (data/smoke/NOTICE) decoded, so that
+    no test depends on files outside the repository."""
+    import numpy as np
+    from train_gpt import load_token_shard
+    smoke = ROOT / "data" / "smoke"
+    tokens = np.concatenate([load_token_shard(smoke / name) for name in ("smoke_val_000000.bin", "smoke_train_000001.bin")])
+    documents = encoding.decode(tokens.tolist()).split("<|endoftext|>")[1:-1]  # the last may go on in the next shard
+    assert len(documents) >= 300
+    return documents[:300]

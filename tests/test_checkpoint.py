@@ -62,7 +62,10 @@ def test_bad_checkpoint_files_are_clear_errors(saved, tmp_path):
     noise.write_bytes(b"not a checkpoint at all")
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
     for bad, message in ((truncated, "not a readable checkpoint"), (noise, "not a readable checkpoint"),
+                         (empty, "not a readable checkpoint"),
                          (foreign, "not a checkpoint of this script"), (tmp_path / "missing.pt", "no such file")):
         with pytest.raises(T.RunError, match=message) as info:
             T.load_checkpoint(str(bad), cfg, runtime)
@@ -104,10 +107,13 @@ def test_sigterm_finishes_the_step_saves_and_exits_nonzero(tmp_path):
     assert "received SIGTERM: stopping after this step" in output
     saved = re.search(r"^checkpoint: (\S+)$", output, re.M)
     assert saved, output[-2000:]
-    assert re.search(rf"stopped on request after step \d+; continue with --resume={re.escape(saved[1])}", output)
+    stopped = re.search(rf"stopped on request after step (\d+); continue with --resume={re.escape(saved[1])}", output)
     cfg = T.parse_args(["--smoke", "--num_iterations=150", "--val_loss_every=0"])
     state = T.load_checkpoint(saved[1], cfg, T.select_runtime(cfg))
-    assert 4 <= state["step"] <= 8
+    # one process finishes the step in progress when the signal came (none, the 4th, or the 5th if the signal
+    # came late) and stops there: no further step
+    assert stopped and int(stopped[1]) == state["step"] in (3, 4, 5)
+    assert not re.search(rf"^step:{state['step'] + 1}/150", output, re.M)
 
 
 def test_second_signal_exits_at_once(tmp_path):
@@ -124,4 +130,16 @@ def test_second_signal_exits_at_once(tmp_path):
 def test_bad_resume_path_fails_before_training(tmp_path, capsys):
     assert T.main(["--smoke", f"--resume={tmp_path}/missing.pt", f"--log_dir={tmp_path}"]) == 1
     assert capsys.readouterr().err.strip() == f"error: --resume={tmp_path}/missing.pt: no such file"
-    assert not [line for line in next(tmp_path.glob("*.txt")).read_text().splitlines() if line.startswith("warm-up")]
+    log = next(tmp_path.glob("*.txt")).read_text().splitlines()
+    assert not [line for line in log if line.startswith("warm-up")]
+    assert log[-1] == f"error: --resume={tmp_path}/missing.pt: no such file"  # the run's log says why it ended
+
+
+def test_resume_that_cannot_continue_is_refused_before_compiling(saved, tmp_path, capsys):
+    cfg, runtime, *_, path = saved
+    with pytest.raises(T.RunError, match="the checkpoint is at step 2, so a run of 2 steps has nothing left to train"):
+        T.load_checkpoint(str(path), T.parse_args(["--smoke", "--stop_step=2"]), runtime)
+    assert T.main(["--smoke", f"--resume={path}", "--resume_force=1", "--model_dim=32", f"--log_dir={tmp_path}"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --resume={path}: the checkpoint's model has other tensors or shapes than this one")
+    assert len(err.splitlines()) == 1

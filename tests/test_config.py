@@ -29,8 +29,8 @@ def test_smoke_preset_then_overrides_win_in_any_order():
     (["--not_a_constant=3"], "unknown constant 'not_a_constant'; valid names: train_files, val_files"),
     (["--num_iterations=ten"], "--num_iterations=ten: expected int"),
     (["--coordinate_descent_tuning=maybe"], "expected bool"),
-    (["num_iterations=3"], "use --name=value or --smoke"),
-    (["--num_iterations"], "use --name=value or --smoke"),
+    (["num_iterations=3"], "use --name=value, --smoke or --help"),
+    (["--num_iterations"], "use --name=value, --smoke or --help"),
 ])
 def test_bad_overrides_fail_with_a_message(argv, message):
     with pytest.raises(T.RunError, match=message.replace("(", r"\(")):
@@ -81,16 +81,89 @@ def test_too_few_tokens_for_the_steps_is_an_error(tmp_path, capsys):
     assert "error: training needs 102400001 tokens (100000 steps of 8 x 128)" in capsys.readouterr().err
 
 
-def test_nan_loss_stops_and_names_the_step():
-    with pytest.raises(T.RunError, match="training loss is nan at step 17"):
-        T.check_finite(T.torch.tensor(float("nan")), 17)
-    T.check_finite(T.torch.tensor(2.5), 1)
 
-
-def test_readme_documents_every_constant():
+def test_readme_table_and_help_come_from_the_constants(capsys):
     readme = (T.Path(T.__file__).parent / "README.md").read_text()
+    table = T.constants_table()
+    assert table in readme, "README.md's constants table is stale: paste train_gpt.constants_table()"
     for name in T.Hyperparameters.__dataclass_fields__:
-        assert f"| `{name}` |" in readme, f"README.md does not document --{name}"
+        assert f"| `{name}` |" in table, name
+    assert T.main(["--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "--seq_len=48 * 1024  tokens per micro-step on one GPU (one packed sequence)" in shown
+    assert all(f"--{name}=" in shown for name in T.Hyperparameters.__dataclass_fields__)
+
+
+BAD_CONSTANTS = [
+    ("--seq_len=-128", "seq_len=-128 must be positive"), ("--model_dim=-64", "model_dim=-64 must be positive"),
+    ("--global_batch_seqs=0", "global_batch_seqs=0 must be positive"),
+    ("--attn_block_size=0", "attn_block_size=0 must be positive"), ("--num_heads=0", "num_heads=0 must be positive"),
+    ("--bytes_per_token=0", "bytes_per_token=0 must be positive"),
+    ("--vocab_size=100", "vocab_size=100: must hold the end-of-text token 50256"),
+    ("--muon_lr=-1", "muon_lr=-1.0 must not be negative"), ("--adam_embed_lr=-0.1", "must not be negative"),
+    ("--cooldown_frac=1.5", "cooldown_frac=1.5 must lie in [0, 1]"),
+    ("--adam_beta2=1", "adam_beta2=1.0 must lie in [0, 1)"), ("--save_every=-5", "save_every=-5 must not be negative"),
+    ("--head_dim=30", "head_dim=30 must be a multiple of 4"), ("--no_attn_layer=12", "no_attn_layer is -1 or a layer"),
+    ("--num_layers=4", "needs at least 6 layers"), ("--byte_pool=3", "byte_pool=3 must divide bytes_per_token=16"),
+    ("--bigram_hash_rows=1", "bigram_hash_rows=1: use 0 (off) or at least 2"),
+    ("--byte_ngram_max=17", "byte_ngram_max=17: n-grams span 2 to bytes_per_token=16"),
+    ("--mot_mix=add", "mot_mix='add': use residual or replace"), ("--device=tpu", "device='tpu': use auto"),
+]
+
+
+@pytest.mark.parametrize("flag,message", BAD_CONSTANTS)
+def test_constants_out_of_range_are_one_line_before_any_work(tmp_path, capsys, flag, message):
+    assert T.main(["--smoke", flag, "--use_mot=1", f"--log_dir={tmp_path}"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+    assert not list(tmp_path.iterdir())  # refused before a log was even opened
+
+
+def test_smoke_preset_finds_its_shards_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = T.parse_args(["--smoke"])
+    T.check_token_budget(cfg, T.select_runtime(cfg))
+
+
+def test_a_later_shard_without_its_byte_shard_is_found_at_start(tmp_path, capsys):
+    for path in (T.HERE / "data" / "smoke").glob("smoke_*"):
+        if not path.name.startswith("smoke_train_000003.bytes"):
+            (tmp_path / path.name).symlink_to(path)
+    flags = [f"--train_files={tmp_path}/smoke_train_*.bin", f"--val_files={tmp_path}/smoke_val_*.bin",
+             f"--log_dir={tmp_path}/logs"]
+    assert T.main(["--smoke", "--byte_ngram_rows=101", *flags]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {tmp_path}/smoke_train_000003.bytes16: byte shard is missing; build it with python " \
+                  f"data/byte_shards.py {tmp_path}"
+    log = next((tmp_path / "logs").glob("*.txt")).read_text()
+    assert "\nwarm-up" not in log and log.rstrip().endswith(err)
+
+
+EDITED = {"num_iterations: int = 1770": "num_iterations: int = 20", "use_mot: bool = False": "use_mot: bool = True"}
+
+
+def test_file_edits_show_as_changed_constants_and_smoke_overrides_are_logged(tmp_path):
+    """A copy of train_gpt.py committed in a fresh repository, then edited as a user would."""
+    import subprocess
+    import sys
+    script = tmp_path / "train_gpt.py"
+    script.write_text((T.HERE / "train_gpt.py").read_text())
+    git = lambda *args: subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("add", "train_gpt.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
+    source = script.read_text()
+    for old, new in EDITED.items():
+        assert old in source
+        source = source.replace(old, new)
+    script.write_text(source)
+    probe = ("import train_gpt as T; d = T.committed_defaults(); print(T.changed_constants(T.parse_args(['--seed=3']), d));"
+             "print(T.preset_notes(['--smoke'], d)); print(T.preset_notes(['--smoke', '--num_iterations=20'], d))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    changed, notes, kept = out.stdout.splitlines()
+    assert changed == "{'use_mot': True, 'num_iterations': 20, 'seed': 3}"
+    assert notes == "['--smoke sets num_iterations=40 over the edited num_iterations=20 (pass --num_iterations=20 to keep it)']"
+    assert kept == "[]"
 
 
 def test_devlog_appends_the_result_line_with_its_note(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ import lzma
 import os
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -79,7 +80,9 @@ def test_byte_rows_are_the_tokens_bytes(tmp_path, built, encoding, align):
     ByteShardWriter(16, align, encoding).write(local, tokens)
     byte_path = T.byte_shard_path(local, 16)
     header = np.fromfile(byte_path, dtype=np.int32, count=256)
-    assert list(header[:7]) == [20250223, 1, len(tokens), 16, {"left": 0, "right": 1}[align], PAD_BYTE, EOT_BYTE]
+    checksum = np.array(zlib.crc32(tokens.astype("<u2").tobytes()), dtype=np.uint32).view(np.int32)
+    assert list(header[:8]) == [20250223, 2, len(tokens), 16, {"left": 0, "right": 1}[align], PAD_BYTE, EOT_BYTE,
+                                checksum]
     rows = T.load_byte_shard(byte_path, len(tokens), 16, align)
     for token, row in zip(tokens.tolist(), rows):
         raw = bytes([EOT_BYTE]) if token == T.EOT_TOKEN else encoding.decode_single_token_bytes(token)
@@ -125,6 +128,8 @@ def test_byte_builder_cli_skips_current_and_rejects_bad_shards(tmp_path):
     ("broken.jsonl.xz", b"this is not xz", "cannot read"),
     ("broken.jsonl", b'{"text": "ok"}\n{"title": "no text"}\n', "broken.jsonl:2: not a JSON object with a 'text' field"),
     ("broken.txt", b"\xff\xfe invalid utf-8", "cannot read"),
+    ("number.jsonl", b'{"text": 5}\n', "number.jsonl:1: 'text' is int, not a string"),
+    ("empty.jsonl", b"", "the inputs hold no documents"),
 ])
 def test_unreadable_input_is_one_clear_line(tmp_path, name, content, message):
     path = tmp_path / name
@@ -135,6 +140,45 @@ def test_unreadable_input_is_one_clear_line(tmp_path, name, content, message):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last and name in last
     assert "Traceback" not in result.stderr
+
+
+def run_fineweb(*args):
+    return subprocess.run([sys.executable, str(ROOT / "data" / "fineweb.py"), *map(str, args)], capture_output=True,
+                          text=True)
+
+
+def test_bad_tokenizer_arguments_are_one_clear_line(tmp_path):
+    text = tmp_path / "a.jsonl"
+    text.write_text('{"text": "Hello world"}\n')
+    (tmp_path / "a_file").write_text("")
+    for args, message in ((["--workers", "0"], "--workers and --bytes_per_token must be at least 1"),
+                          (["--output", tmp_path / "a_file"], "cannot create the output folder"),
+                          (["--val_tokens", "1"], "would go to the validation shard, none to training")):
+        output = [] if "--output" in args else ["--output", tmp_path / "out"]
+        result = run_fineweb("--input", text, *output, *args)
+        last = result.stderr.strip().splitlines()[-1]  # after the progress bar, if any
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert last.startswith("error: ") and message in last, result.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())  # nothing half-made left
+
+
+def test_rerun_into_a_folder_with_shards_needs_force_and_leaves_no_stale_shards(tmp_path, wiki_leads):
+    inputs = write_inputs(tmp_path, wiki_leads)
+    out = tmp_path / "out"
+    assert run_fineweb("--input", *inputs, "--output", out, "--name", "w", "--val_tokens", 5000, "--shard_tokens",
+                       8000, "--workers", 1).returncode == 0
+    before = sorted(p.name for p in out.iterdir())
+    refused = run_fineweb("--input", *inputs, "--output", out, "--name", "w", "--shard_tokens", 30000)
+    assert refused.returncode == 1 and "pass --force" in refused.stderr
+    assert sorted(p.name for p in out.iterdir()) == before
+    forced = run_fineweb("--input", *inputs, "--output", out, "--name", "w", "--val_tokens", 5000, "--shard_tokens",
+                         30000, "--workers", 1, "--force")
+    assert forced.returncode == 0, forced.stderr
+    train = sorted(out.glob("w_train_*.bin"))
+    assert len(train) < len([n for n in before if n.startswith("w_train_") and n.endswith(".bin")])
+    stream = np.concatenate([T.load_token_shard(p) for p in [out / "w_val_000000.bin", *train]])
+    assert (stream == T.EOT_TOKEN).sum() == len(wiki_leads)  # every document once, none from the first run
+    assert sorted(out.glob("*.bytes16")) == sorted(p.with_suffix(".bytes16") for p in [out / "w_val_000000.bin", *train])
 
 
 def test_download_without_network_is_one_clear_line(tmp_path):

@@ -1,4 +1,6 @@
 """The distributed data loader returns exactly the shards' tokens, and bad shards fail with their name."""
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -71,10 +73,19 @@ def test_byte_shard_must_match_its_token_shard(tmp_path):
     with pytest.raises(T.DataError, match="byte shard is missing"):
         T.load_byte_shard(byte_path, 3, 16, "right")
     header = np.zeros(256, dtype=np.int32)
-    header[:7] = [20250223, 1, 3, 16, 1, 255, 254]
+    checksum = np.array(zlib.crc32(np.array([1, 2, 3], dtype="<u2").tobytes()), dtype=np.uint32).view(np.int32)
+    header[:8] = [20250223, 2, 3, 16, 1, 255, 254, checksum]
     byte_path.write_bytes(header.tobytes() + bytes(range(48)))
-    rows = T.load_byte_shard(byte_path, 3, 16, "right")
+    rows = T.load_byte_shard(byte_path, 3, 16, "right", np.array([1, 2, 3], dtype=np.uint16))
     assert rows.shape == (3, 16) and rows[2, 15] == 47
+    with pytest.raises(T.DataError, match="built from other tokens than its token shard holds"):
+        T.load_byte_shard(byte_path, 3, 16, "right", np.array([1, 2, 4], dtype=np.uint16))
+    header[1] = 1
+    byte_path.write_bytes(header.tobytes() + bytes(range(48)))
+    with pytest.raises(T.DataError, match="byte shard version 1 is not supported .* data/byte_shards.py --force"):
+        T.load_byte_shard(byte_path, 3, 16, "right")
+    header[1] = 2
+    byte_path.write_bytes(header.tobytes() + bytes(range(48)))
     with pytest.raises(T.DataError, match="byte shard holds 3 tokens but its token shard holds 4"):
         T.load_byte_shard(byte_path, 4, 16, "right")
     with pytest.raises(T.DataError, match="16 bytes per token, right aligned; the run asks for 16, left aligned"):
@@ -95,3 +106,10 @@ def test_skip_lands_where_take_would(shards):
         stream = T.TokenStream(files)
         stream.skip(n)
         assert np.array_equal(stream.take(50)[0], tokens[n:n + 50])
+
+
+def test_token_ids_outside_the_vocabulary_are_refused_on_loading(tmp_path):
+    path = write_raw_token_shard(tmp_path / "x.bin", [5, 50256, 50300, 7])
+    assert list(T.load_token_shard(path)) == [5, 50256, 50300, 7]  # no vocabulary given: the format alone
+    with pytest.raises(T.DataError, match="token id 50300 at position 2 is not below vocab_size=50257"):
+        T.TokenStream([path], vocab_size=50257).take(2)

@@ -26,7 +26,9 @@ def random_bytes(generator, shape):
     return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
 
 
-@pytest.mark.parametrize("extra", [[], ["--byte_pool=4", "--mot_mix=replace"], ["--byte_doc_mask=0"]])
+@pytest.mark.parametrize("extra", [[], ["--byte_pool=4", "--mot_mix=replace"], ["--byte_doc_mask=0"],
+                                   ["--bigram_hash_rows=97", "--byte_ngram_rows=101"],
+                                   ["--bigram_hash_rows=97", "--bigram_placement=input"]])
 def test_no_token_sees_the_future(extra):
     cfg, model = tiny_model(*extra)
     g = torch.Generator().manual_seed(1)
@@ -81,9 +83,10 @@ def banded_mask_as_dense(block_mask, n: int) -> np.ndarray:
     bs = block_mask.BLOCK_SIZE[0]
     pos = torch.arange(n)
     token_level = block_mask.mask_mod(0, 0, pos[:, None], pos[None, :]).numpy()
-    pairs_kv = {(qb, kb) for qb in range(n // bs)
+    num_blocks = -(-n // bs)  # a partial last block counts
+    pairs_kv = {(qb, kb) for qb in range(num_blocks)
                 for kb in block_mask.kv_indices[0, 0, qb, :block_mask.kv_num_blocks[0, 0, qb]].tolist()}
-    pairs_q = {(qb, kb) for kb in range(n // bs)
+    pairs_q = {(qb, kb) for kb in range(num_blocks)
                for qb in block_mask.q_indices[0, 0, kb, :block_mask.q_num_blocks[0, 0, kb]].tolist()}
     assert pairs_kv == pairs_q
     allowed = np.zeros((n, n), dtype=bool)
@@ -106,6 +109,18 @@ def test_banded_byte_mask_equals_direct_mask(monkeypatch, seed, slots, window, d
     assert np.array_equal(banded_mask_as_dense(block_mask, len(expected)), expected)
     dense = T.DenseAttentionBackend.byte_mask(docs, slots, window, doc_mask).numpy()
     assert np.array_equal(dense, expected)
+
+
+@pytest.mark.parametrize("tokens,slots", [(36, 4), (41, 16), (8, 16)])
+def test_banded_byte_mask_covers_a_partial_last_block(tokens, slots):
+    """Byte streams of 144, 656 and 128 positions: a partial last block of 128 in the first two."""
+    rng = np.random.default_rng(tokens)
+    ids = torch.from_numpy(rng.integers(0, 50000, tokens))
+    ids[[0, tokens // 3]] = T.EOT_TOKEN
+    docs = T.document_ids(ids)
+    expected = reference_byte_mask(docs.numpy(), slots, 3, True)
+    block_mask = T.FlexAttentionBackend.byte_mask(docs, slots, 3, True)
+    assert np.array_equal(banded_mask_as_dense(block_mask, tokens * slots), expected)
 
 
 def test_banded_mask_does_not_grow_with_documents():

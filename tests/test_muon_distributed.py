@@ -5,9 +5,9 @@ import torch.multiprocessing as mp
 
 import train_gpt as T
 
-# sizes: a group of three equal sizes (not a multiple of two ranks), a batched 3-D matrix, a tall and a
-# wide matrix, and one of a size of its own
-SHAPES = [(24, 16), (16, 24), (48, 8), (3, 16, 8), (20, 12), (12, 20), (40, 10)]
+# shapes: a group of three (not a multiple of two ranks), a group of two batched 3-D matrices, a tall and a
+# wide matrix of the same size, and single matrices (the second rank's share of their groups is empty)
+SHAPES = [(24, 16), (24, 16), (24, 16), (3, 16, 8), (3, 16, 8), (20, 12), (12, 20), (40, 10)]
 STEPS = 3
 
 

@@ -81,11 +81,27 @@ def test_bench_times_per_micro_step_and_divides_by_the_baseline(monkeypatch, cap
     assert "| cross | 110.00 | 1.100 | 110.00 | 1.100 | 30000 | 30 | 5.2000 |" in table
 
 
+def test_bench_estimates_one_rank_of_a_larger_run(monkeypatch, capsys, tmp_path):
+    commands = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        return bench_mot.subprocess.CompletedProcess(command, 0, stdout=FAKE_RUN.format(step=90.0, micro=90.0,
+                                                                                        kernel="85ms"), stderr="")
+
+    monkeypatch.setattr(bench_mot.subprocess, "run", fake_run)
+    bench_mot.main(["--data", str(tmp_path), "--variants", "baseline", "--ranks", "8"])
+    assert "--global_batch_seqs=1" in commands[0] and "--bench_ranks=8" in commands[0]
+    out = capsys.readouterr().out
+    assert "1 micro-steps per optimizer step one rank of 8 GPUs" in out
+    assert "| baseline | 90.00 | 1.000 | 85.00 | 1.000 |" in out
+
+
 def test_short_track_runs_each_variant_and_seed_and_plots(tmp_path, capsys, monkeypatch):
     import short_track
     monkeypatch.chdir(tmp_path)  # relative --out and --data are taken from here, not from the runs' directory
     out = tmp_path / "experiment"
-    tiny = "--smoke --num_iterations=4 --val_loss_every=2 --muon_momentum_warmup_steps=2 --val_tokens=8192"
+    tiny = "--smoke --num_iterations=4 --val_loss_every=2 --muon_momentum_warmup_steps=2 --val_tokens=2048"
     (tmp_path / "shards").symlink_to(ROOT / "data" / "smoke")
     short_track.main(["--data", "shards", "--name", "smoke", "--out", "experiment",
                       "--variants", "baseline,cross", "--seeds", "0,1", f"--extra={tiny}"])

@@ -1,0 +1,92 @@
+"""The optimizer step: gradient accumulation with the FP8 head, the batched Muon, and the step's results."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import train_gpt as T
+
+
+class FP8Head(torch.nn.Module):
+    """The FP8 lm_head and the softcapped loss alone, on fixed features: the part of the model whose
+    gradient depends on how the loss is scaled before its backward."""
+
+    def __init__(self, vocab: int, dim: int, generator: torch.Generator):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(vocab, dim, generator=generator) * 0.6)  # logits spread ~3.4
+
+    def forward(self, features, targets, window):
+        logits = T.fp8_mm(features, self.weight, 2.0, 2.0 ** 9, 2.0 ** 19)[0].float()
+        return F.cross_entropy(30 * torch.sigmoid(logits / 7.5), targets)
+
+
+def test_fp8_head_gradient_is_the_records_with_accumulation(monkeypatch):
+    monkeypatch.setattr(torch._dynamo.config, "disable", True)  # the op's inner compile: eager on CPU
+    g = torch.Generator().manual_seed(0)
+    vocab, dim, seq_len, global_batch_seqs = 50304, 32, 256, 8  # two micro-steps: one rank of four
+    head = FP8Head(vocab, dim, g)
+    batches = [(torch.randn(seq_len, dim, generator=g).bfloat16(), torch.randint(0, vocab, (seq_len,), generator=g))
+               for _ in range(2)]
+    expected = torch.zeros_like(head.weight)
+    for features, targets in batches:  # the record: one unscaled backward per sequence, averaged afterwards
+        head.weight.grad = None
+        head(features, targets, None).backward()
+        expected += head.weight.grad
+    expected /= global_batch_seqs
+    head.weight.grad = None
+    stats = T.accumulate_gradients(head, iter(batches), torch.tensor(1), micro_steps=2)[None]
+    T.reduce_gradients(head, stats, global_batch_seqs, T.Runtime(torch.device("cpu"), 0, 1, False, False, False,
+                                                                  torch.float32))
+    assert torch.equal(head.weight.grad, expected)
+    # dividing the loss before its backward (as before) pushes gradient entries into float8_e5m2's
+    # subnormals at these magnitudes: the same gradient then differs
+    head.weight.grad = None
+    for features, targets in batches:
+        (head(features, targets, None) / global_batch_seqs).backward()
+    assert not torch.equal(head.weight.grad, expected)
+
+
+def per_matrix_muon(params, grads_per_step, lr, momentum, ns_steps):
+    """Muon one matrix at a time, written out: Nesterov momentum, Newton-Schulz, shape-scaled step."""
+    params = [p.detach().clone() for p in params]
+    buffers = [torch.zeros_like(p) for p in params]
+    for grads in grads_per_step:
+        for p, buf, grad in zip(params, buffers, grads):
+            buf.lerp_(grad, 1 - momentum)
+            update = T.newton_schulz(grad.lerp(buf, momentum), ns_steps).float()
+            p.add_(update, alpha=-lr * max(1.0, p.size(-2) / p.size(-1)) ** 0.5)
+    return params
+
+
+SHAPES = [(24, 16), (24, 16), (24, 16), (16, 24), (3, 16, 8), (3, 16, 8), (40, 10)]
+
+
+@pytest.mark.parametrize("world_size", [1, 3])
+def test_batched_muon_equals_muon_one_matrix_at_a_time(world_size):
+    g = torch.Generator().manual_seed(3)
+    params = [torch.nn.Parameter(torch.randn(shape, generator=g)) for shape in SHAPES]
+    grads_per_step = [[torch.randn(shape, generator=g) for shape in SHAPES] for _ in range(3)]
+    expected = per_matrix_muon(params, grads_per_step, lr=0.05, momentum=0.9, ns_steps=5)
+    muons = [T.Muon(params, lr=0.05, momentum=0.9, ns_steps=5, rank=r, world_size=world_size, share_only=True)
+             for r in range(world_size)]  # each rank's share, applied by its rank alone
+    for grads in grads_per_step:
+        for p, grad in zip(params, grads):
+            p.grad = grad.clone()
+        for muon in muons:
+            muon.step()
+    assert [len(group["params"]) for group in muons[0].param_groups] == [1, 2, 1, 3]  # by shape, largest first
+    for p, want in zip(params, expected):
+        torch.testing.assert_close(p.detach(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_muon_shares_are_contiguous_and_cover_every_matrix():
+    muon = T.Muon([torch.nn.Parameter(torch.ones(2, 2))], lr=0.1, momentum=0.9, ns_steps=1, world_size=4)
+    assert [muon.owner(i, 11) for i in range(11)] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3]
+    assert [muon.owner(i, 2) for i in range(2)] == [0, 1]
+
+
+def test_step_results_are_read_without_a_sync_and_checked():
+    copy = T.HostCopy(torch.tensor([2.5, 1.0]))
+    assert copy.values() == [2.5, 1.0]
+    assert T.check_step_stats([2.5, 0.0], 3) is False and T.check_step_stats([2.5, 1.0], 3) is True
+    with pytest.raises(T.RunError, match="training loss is nan at step 17"):
+        T.check_step_stats([float("nan"), 0.0], 17)
