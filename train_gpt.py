@@ -1117,6 +1117,8 @@ def select_runtime(cfg: Hyperparameters) -> Runtime:
     if cfg.global_batch_seqs % world_size:
         raise RunError(f"world size {world_size} does not divide global_batch_seqs={cfg.global_batch_seqs}: "
                        "use a number of processes that divides it (1, 2, 4 or 8 for the default 8)")
+    if cfg.bench_ranks and world_size > 1:
+        raise RunError(f"bench_ranks={cfg.bench_ranks} times one rank on one process; run it without torchrun")
     if use_cuda:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
@@ -1394,11 +1396,10 @@ def peak_memory_report(runtime: Runtime) -> str:
 
 def git_commit() -> str:
     """Short commit of this file's checkout, with a * when tracked files differ from it."""
-    here = Path(__file__).resolve().parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
                               timeout=30, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE,
                                capture_output=True, text=True, timeout=30, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "no-git"
@@ -1419,7 +1420,7 @@ def result_line(cfg: Hyperparameters, runtime: Runtime, val_loss: float, train_m
             f"median step {median_ms:.2f} ms, peak memory {peak_memory_mib(runtime)} MiB")
 
 
-DEVLOG = Path(__file__).resolve().parent / "DEVLOG.md"  # the experiment journal that --devlog appends to
+DEVLOG = HERE / "DEVLOG.md"  # the experiment journal that --devlog appends to
 
 
 def append_to_devlog(line: str, note: str) -> Path:
