@@ -1,7 +1,10 @@
-"""Small writers of shard files for tests, independent of the project's writers."""
+"""Small writers of shard files for tests, independent of the project's writers, and a gloo launcher."""
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 
 def write_raw_token_shard(path: Path, tokens, magic=20240520, version=1, claimed=None) -> Path:
@@ -9,3 +12,21 @@ def write_raw_token_shard(path: Path, tokens, magic=20240520, version=1, claimed
     header[:3] = [magic, version, len(tokens) if claimed is None else claimed]
     path.write_bytes(header.tobytes() + np.asarray(tokens, dtype=np.uint16).tobytes())
     return path
+
+
+def _gloo_worker(rank: int, world_size: int, init_file: str, out_file: str, train) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        result = train(rank, world_size)
+        if rank == 0:
+            torch.save(result, out_file)
+    finally:
+        dist.destroy_process_group()
+
+
+def rank0_result_over_gloo(train, world_size: int, tmp_path: Path):
+    """Runs train(rank, world_size), a module-level function, in world_size gloo processes; rank 0's result."""
+    out_file = tmp_path / "rank0.pt"
+    mp.spawn(_gloo_worker, args=(world_size, str(tmp_path / "init"), str(out_file), train), nprocs=world_size,
+             join=True)
+    return torch.load(out_file)

@@ -1,11 +1,10 @@
-"""Whole training steps in two gloo processes equal the same steps in one process (the model with every
+"""A whole training step in two gloo processes equals the same step in one process (the model with every
 optional input feature on): gradient reduction and scaling, Muon's shares, the loader's rank slices."""
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import train_gpt as T
+from helpers import rank0_result_over_gloo
 
 FEATURES = ["--use_mot=1", "--byte_self_attn=1", "--byte_pool=4", "--bigram_hash_rows=97", "--byte_ngram_rows=101"]
 
@@ -35,20 +34,8 @@ def train(rank: int, world_size: int):
     return stats.item(), grads, matrices
 
 
-def worker(rank: int, world_size: int, init_file: str, out_file: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    try:
-        result = train(rank, world_size)
-        if rank == 0:
-            torch.save(result, out_file)
-    finally:
-        dist.destroy_process_group()
-
-
 def test_two_processes_take_the_same_step_as_one(tmp_path):
-    out_file = tmp_path / "two.pt"
-    mp.spawn(worker, args=(2, str(tmp_path / "init"), str(out_file)), nprocs=2, join=True)
-    two_loss, two_grads, two_matrices = torch.load(out_file)
+    two_loss, two_grads, two_matrices = rank0_result_over_gloo(train, 2, tmp_path)
     one_loss, one_grads, one_matrices = train(0, 1)
     assert two_loss == pytest.approx(one_loss, abs=1e-6)
     for name, grad in one_grads.items():

@@ -1,9 +1,8 @@
 """Muon spread over two gloo processes gives the same parameters as Muon in one process."""
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import train_gpt as T
+from helpers import rank0_result_over_gloo
 
 # shapes: a group of three (not a multiple of two ranks), a group of two batched 3-D matrices, a tall and a
 # wide matrix of the same size, and single matrices (the second rank's share of their groups is empty)
@@ -31,20 +30,8 @@ def train(rank: int, world_size: int) -> list[torch.Tensor]:
     return [p.detach().clone() for p in params]
 
 
-def distributed_worker(rank: int, world_size: int, init_file: str, out_file: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    try:
-        result = train(rank, world_size)
-        if rank == 0:
-            torch.save(result, out_file)
-    finally:
-        dist.destroy_process_group()
-
-
 def test_two_process_muon_equals_one_process(tmp_path):
-    out_file = tmp_path / "two.pt"
-    mp.spawn(distributed_worker, args=(2, str(tmp_path / "init"), str(out_file)), nprocs=2, join=True)
-    two = torch.load(out_file)
+    two = rank0_result_over_gloo(train, 2, tmp_path)
     one = train(0, 1)
     start = make_params()
     for a, b, p0 in zip(two, one, start):
