@@ -91,10 +91,10 @@ def test_features_see_neither_later_tokens_nor_earlier_documents(encoding, text_
     changed[second + 1:third] = torch.randint(0, 50000, (third - second - 1,), generator=torch.Generator().manual_seed(0))
     bigram, (rows, exists) = features(changed, torch.from_numpy(table[changed.numpy()]))
     # positions before the change: nothing moved (no future); the next document: nothing moved (no leak)
-    for later in (slice(0, second + 1), slice(third, None)):
-        assert torch.equal(bigram[later], base_bigram[later])
-        assert torch.equal(rows[later] * exists[later], base_rows[later] * base_exists[later])
-        assert torch.equal(exists[later], base_exists[later])
+    for part in (slice(0, second + 1), slice(third, None)):
+        assert torch.equal(bigram[part], base_bigram[part])
+        assert torch.equal(rows[part] * exists[part], base_rows[part] * base_exists[part])
+        assert torch.equal(exists[part], base_exists[part])
     assert not torch.equal(bigram[second + 1:third], base_bigram[second + 1:third])
 
 
