@@ -6,6 +6,7 @@
 """
 import copy
 import dataclasses
+import functools
 import glob
 import math
 import os
@@ -198,10 +199,11 @@ def constants_table() -> str:
     return "\n".join(rows)
 
 
+@functools.cache
 def committed_defaults() -> dict:
     """The constants' defaults as committed (git HEAD's train_gpt.py), so that edits of the file show in the
     logs like flags do; the file's own defaults outside a git checkout. Constants the commit lacks keep
-    the file's default."""
+    the file's default. Read once per process: the log's first lines and its result line use the same."""
     defaults = dataclasses.asdict(Hyperparameters())
     try:
         committed = subprocess.run(["git", "show", f"HEAD:./{Path(__file__).name}"], cwd=HERE, capture_output=True,
@@ -1563,7 +1565,7 @@ def check_token_budget(cfg: Hyperparameters, runtime: Runtime) -> None:
                         f"{cfg.global_batch_seqs} x {cfg.seq_len}) but {cfg.train_files!r} holds {train_have}; "
                         "add shards or lower --num_iterations")
     per_val_step = runtime.world_size * cfg.val_seq_len
-    if cfg.val_tokens <= 0 or cfg.val_tokens % per_val_step:
+    if cfg.val_tokens % per_val_step:  # positive: check_config
         raise RunError(f"val_tokens={cfg.val_tokens} must be a positive multiple of world size x val_seq_len = "
                        f"{per_val_step}")
     val_have = shard_tokens(cfg.val_files, "validation", cfg)
