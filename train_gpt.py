@@ -63,10 +63,13 @@ class Hyperparameters:
     byte_dim: int = 256  # width of the byte stream
     byte_heads: int = 2  # heads of 64 in the byte self-attention and the token-byte cross-attention
     byte_self_attn: bool = False  # causal sliding-window self-attention over the byte stream
-    byte_window_tokens: int = 16  # its window in tokens (times the slots per token in bytes)
+    byte_window_tokens: int = 16  # its window in tokens (times the slots per token in bytes); 1: each token's own
+    byte_layers: int = 1  # layers of byte self-attention
+    byte_mlp: bool = False  # an MLP (4x wide, ReLU squared) after each byte self-attention layer
     byte_doc_mask: bool = True  # bytes never attend across an end-of-text boundary
     byte_pool: int = 1  # sum each token's bytes in groups of this many: bytes_per_token / byte_pool slots
     mot_mix: str = "residual"  # "replace": the byte summary is the embedding; "residual": added, learned weights
+    mot_vocab_table: bool = True  # front end blind to other tokens: run once per vocabulary entry per step (off: per token)
     # hashed context embeddings: local context across token boundaries for the price of a lookup
     bigram_hash_rows: int = 0  # rows of the hashed (previous token, token) embedding; 0: off (2026 record: 251,520)
     bigram_placement: str = "blocks"  # "blocks": added before every block, learned weights; "input": to the embedding
@@ -115,6 +118,7 @@ SMOKE_PRESET = dict(
     seq_len=128, val_seq_len=256, model_dim=64, num_heads=2, head_dim=32, attn_block_size=16,
     window_max_tokens=112, num_iterations=40, val_loss_every=10, warmup_steps=1, device="cpu",
     muon_momentum_warmup_steps=20, byte_dim=64, byte_heads=1,
+    mot_vocab_table=False,  # same function; over the 50,257 token ids the table is 400x a 128-token micro-step
 )
 
 
@@ -471,6 +475,10 @@ fp8_mm.register_autograd(_fp8_mm_grad, setup_context=_fp8_mm_setup)
 # -----------------------------------------------------------------------------
 # Muon: momentum, then Newton-Schulz orthogonalization, for hidden weight matrices
 
+# one-tensor collectives: PyTorch 2.13 names them *_single and deprecates the names that 2.11 has
+all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+reduce_scatter_single = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+
 
 def newton_schulz(grad: Tensor, steps: int) -> Tensor:
     """Approximately orthogonalizes the last two dims of grad (singular values land near 0.7-1.2) with a
@@ -539,7 +547,7 @@ class Muon(torch.optim.Optimizer):
                 pending.append((params[mine], update, None, group["lr"]))
                 continue
             gathered = update.new_empty((self.world_size * share, *update.shape[1:]))
-            handle = dist.all_gather_into_tensor(gathered, update, async_op=True)
+            handle = all_gather_single(gathered, update, async_op=True)
             pending.append((params, gathered, handle, group["lr"]))
         for params, updates, handle, lr in pending:  # the gathers of later groups overlap these updates
             if handle is not None:
@@ -789,7 +797,8 @@ BYTE_VALUES = 256  # byte values, the pad (0xFF) and end-of-text (0xFE) markers 
 
 
 class ByteSelfAttention(nn.Module):
-    """Residual causal sliding-window self-attention over the byte stream, with QK-norm."""
+    """Residual causal self-attention over the byte stream, with QK-norm: through the backend's sliding-window
+    mask, or with no mask, inside each token's own slots (the tokens as a batch)."""
 
     def __init__(self, cfg: Hyperparameters, backend):
         super().__init__()
@@ -798,13 +807,31 @@ class ByteSelfAttention(nn.Module):
         self.qkv_w = nn.Parameter(uniform_init_(torch.empty(3, inner, cfg.byte_dim), cfg.byte_dim))
         self.c_proj = CastedLinear(inner, cfg.byte_dim, zero_init=True)
 
-    def forward(self, x: Tensor, mask) -> Tensor:  # x: (1, L, byte_dim)
-        L = x.size(1)
-        qkv = F.linear(rms_norm(x), self.qkv_w.flatten(0, 1).type_as(x)).view(1, L, 3 * self.heads, BYTE_HEAD_DIM)
+    def forward(self, x: Tensor, mask) -> Tensor:  # x: (T, slots, byte_dim)
+        T, S, _ = x.shape
+        qkv = F.linear(rms_norm(x), self.qkv_w.flatten(0, 1).type_as(x)).view(T, S, 3 * self.heads, BYTE_HEAD_DIM)
         q, k, v = qkv.chunk(3, dim=-2)
         q, k = rms_norm(q), rms_norm(k)
-        y = self.backend.attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, self.scale)
-        return x + self.c_proj(y.transpose(1, 2).contiguous().view(1, L, -1))
+        if mask is None:  # (T, heads, slots, 64): causal over each token's slots
+            q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale).transpose(1, 2)
+        else:  # (1, heads, T * slots, 64): one stream
+            q, k, v = (t.reshape(1, T * S, self.heads, BYTE_HEAD_DIM).transpose(1, 2) for t in (q, k, v))
+            y = self.backend.attend(q, k, v, mask, self.scale).transpose(1, 2)
+        return x + self.c_proj(y.reshape(T, S, -1))
+
+
+class ByteLayer(nn.Module):
+    """One layer of the byte encoder: self-attention over the byte stream, then optionally a residual MLP."""
+
+    def __init__(self, cfg: Hyperparameters, backend):
+        super().__init__()
+        self.attn = ByteSelfAttention(cfg, backend)
+        self.mlp = MLP(cfg.byte_dim) if cfg.byte_mlp else None
+
+    def forward(self, x: Tensor, mask) -> Tensor:
+        x = self.attn(x, mask)
+        return x if self.mlp is None else x + self.mlp(rms_norm(x))
 
 
 class TokenByteCrossAttention(nn.Module):
@@ -838,8 +865,9 @@ class TokenByteCrossAttention(nn.Module):
 
 class ByteFrontEnd(nn.Module):
     """The Mixture-of-Tokenizers front end: embeds each token's bytes, adds a learned position per byte
-    slot, sums groups of byte_pool slots, optionally mixes the byte stream by a causal sliding-window
-    self-attention, then pulls each token's own slots into it by cross-attention."""
+    slot, sums groups of byte_pool slots, optionally mixes the byte stream by byte_layers layers of causal
+    self-attention (a sliding window over tokens, or each token's own bytes), then pulls each token's own
+    slots into it by cross-attention."""
 
     def __init__(self, cfg: Hyperparameters, backend):
         super().__init__()
@@ -847,7 +875,8 @@ class ByteFrontEnd(nn.Module):
         self.slots = cfg.bytes_per_token // cfg.byte_pool
         self.byte_embed = nn.Embedding(BYTE_VALUES, cfg.byte_dim)
         self.byte_slot_embed = nn.Embedding(cfg.bytes_per_token, cfg.byte_dim)
-        self.byte_self_attn = ByteSelfAttention(cfg, backend) if cfg.byte_self_attn else None
+        self.byte_layers = nn.ModuleList(ByteLayer(cfg, backend)
+                                         for _ in range(cfg.byte_layers if cfg.byte_self_attn else 0))
         self.token_byte_cross_attn = TokenByteCrossAttention(cfg)
         self.mix_lambdas = nn.Parameter(torch.tensor([1.0, 1.0]))  # residual: weights of token and byte parts
 
@@ -859,20 +888,22 @@ class ByteFrontEnd(nn.Module):
         one_hot = input_bytes[..., None] == torch.arange(BYTE_VALUES, device=input_bytes.device)
         return one_hot.view(T, self.slots, self.cfg.byte_pool, BYTE_VALUES).sum(dim=2, dtype=self.byte_embed.weight.dtype)
 
-    def byte_features(self, input_bytes: Tensor, docs: Tensor) -> Tensor:
-        """(T, slots, byte_dim) features of each token's bytes."""
-        T = input_bytes.size(0)
+    def byte_features(self, input_bytes: Tensor, docs: Tensor | None) -> Tensor:
+        """(T, slots, byte_dim) features of each token's bytes; docs, the tokens' document ids, bound a byte
+        self-attention window that reaches into other tokens (none is needed otherwise)."""
         slot_embed = self.byte_slot_embed.weight.view(self.slots, self.cfg.byte_pool, -1).sum(dim=1)
         x = self.byte_counts(input_bytes) @ self.byte_embed.weight + slot_embed
-        if self.byte_self_attn is not None:
+        mask = None
+        if len(self.byte_layers) and self.cfg.byte_window_tokens > 1:
             mask = self.backend.byte_mask(docs, self.slots, self.cfg.byte_window_tokens, self.cfg.byte_doc_mask)
-            x = self.byte_self_attn(x.view(1, T * self.slots, -1), mask).view(T, self.slots, -1)
+        for layer in self.byte_layers:
+            x = layer(x, mask)
         return x
 
     def byte_keys_values(self, input_bytes: Tensor, docs: Tensor) -> tuple[Tensor, Tensor]:
         """(T, slots, heads, 64) keys and values of each token's byte slots for the cross-attention."""
         cross = self.token_byte_cross_attn
-        if self.byte_self_attn is not None or self.cfg.byte_pool > 1:
+        if len(self.byte_layers) or self.cfg.byte_pool > 1:
             return cross.keys_values(self.byte_features(input_bytes, docs))
         # a slot's features are then a function of its byte value and position alone: compute keys and
         # values once for each of the slots x 256 (slot, value) pairs, then select each slot's row
@@ -881,7 +912,7 @@ class ByteFrontEnd(nn.Module):
         one_hot = self.byte_counts(input_bytes)
         return (torch.einsum("tsv,svhd->tshd", one_hot, k_table), torch.einsum("tsv,svhd->tshd", one_hot, v_table))
 
-    def forward(self, token_embed: Tensor, input_bytes: Tensor, docs: Tensor) -> Tensor:
+    def forward(self, token_embed: Tensor, input_bytes: Tensor, docs: Tensor | None) -> Tensor:
         from_bytes = self.token_byte_cross_attn(token_embed, *self.byte_keys_values(input_bytes, docs))
         if self.cfg.mot_mix == "replace":
             return from_bytes
@@ -1035,13 +1066,24 @@ class GPT(nn.Module):
             self.byte_ngram_embed = ByteNgramEmbedding(cfg.byte_ngram_rows, cfg.model_dim, cfg.byte_ngram_max,
                                                        cfg.byte_align)
 
-    def embed_input(self, input_seq: Tensor, input_bytes: Tensor | None = None) -> Tensor:
+    def vocab_embedding(self, first: int, byte_rows: Tensor) -> Tensor:
+        """(rows, model_dim) input embeddings of the token ids first .. first + rows - 1 through the MoT front
+        end, from their (rows, bytes_per_token) byte rows; ids past the vocabulary (padding) embed as zeros."""
+        token_embed = self.embed.weight[first:first + len(byte_rows)]
+        token_embed = F.pad(token_embed, (0, 0, 0, len(byte_rows) - len(token_embed)))
+        return self.byte_front_end(token_embed, byte_rows, None)
+
+    def embed_input(self, input_seq: Tensor, input_bytes: Tensor | None = None, table: Tensor | None = None) -> Tensor:
         """(T, model_dim) input embedding of a 1-D sequence of token ids; with the MoT front end or the byte
-        n-grams, enriched by their (T, bytes_per_token) byte rows; with the bigram placed at the input, plus
+        n-grams, enriched by their (T, bytes_per_token) byte rows, or with table, a (rows, model_dim) front-end
+        embedding of every token id (vocab_embedding), read from it; with the bigram placed at the input, plus
         its row."""
-        embedding = self.embed(input_seq)
-        if self.byte_front_end is not None:
-            embedding = self.byte_front_end(embedding, input_bytes, document_ids(input_seq))
+        if table is not None:
+            embedding = F.embedding(input_seq, table)
+        else:
+            embedding = self.embed(input_seq)
+            if self.byte_front_end is not None:
+                embedding = self.byte_front_end(embedding, input_bytes, document_ids(input_seq))
         if self.byte_ngram_embed is not None:
             embedding = embedding + self.byte_ngram_embed(input_seq, input_bytes)
         if self.bigram_embed is not None and self.bigram_lambdas is None:
@@ -1076,19 +1118,23 @@ class GPT(nn.Module):
         logits = self.trunk_logits(embedding, input_seq, window_blocks)
         return F.cross_entropy(logits.view(-1, logits.size(-1)), target_seq)
 
-    def logits(self, input_seq: Tensor, window_blocks: Tensor, input_bytes: Tensor | None = None) -> Tensor:
-        return self.trunk_logits(self.embed_input(input_seq, input_bytes), input_seq, window_blocks)
+    def logits(self, input_seq: Tensor, window_blocks: Tensor, input_bytes: Tensor | None = None,
+               table: Tensor | None = None) -> Tensor:
+        return self.trunk_logits(self.embed_input(input_seq, input_bytes, table), input_seq, window_blocks)
 
     def forward(self, input_seq: Tensor, target_seq: Tensor, window_blocks: Tensor,
-                input_bytes: Tensor | None = None) -> Tensor:
-        return self.trunk_loss(self.embed_input(input_seq, input_bytes), input_seq, target_seq, window_blocks)
+                input_bytes: Tensor | None = None, table: Tensor | None = None) -> Tensor:
+        return self.trunk_loss(self.embed_input(input_seq, input_bytes, table), input_seq, target_seq, window_blocks)
 
 
 def compile_model(model: GPT) -> None:
-    """Compiles the input embedding and the trunk (blocks, head, loss) as two graphs. The trunk's graph is
-    the same whatever the front end, so inductor's on-disk cache compiles it once per machine and GPU
-    and front-end ablations after the first pay only for their own small graph."""
+    """Compiles the input embedding, the front end's vocabulary table and the trunk (blocks, head, loss) as
+    separate graphs. The trunk's graph is the same whatever the front end, so inductor's on-disk cache
+    compiles it once per machine and GPU and front-end ablations after the first pay only for their own
+    small graphs."""
     model.embed_input = torch.compile(model.embed_input, dynamic=False)
+    if model.byte_front_end is not None:
+        model.vocab_embedding = torch.compile(model.vocab_embedding, dynamic=False)
     model.trunk_loss = torch.compile(model.trunk_loss, dynamic=False)
 
 
@@ -1217,9 +1263,9 @@ class WindowTensors:
         return self.cache[blocks]
 
 
-def run_model(model, batch: tuple[Tensor, ...], window: Tensor) -> Tensor:
-    """Loss of one micro-batch (inputs, targets[, input byte rows])."""
-    return model(batch[0], batch[1], window, *batch[2:])
+def run_model(model, batch: tuple[Tensor, ...], window: Tensor, table: Tensor | None = None) -> Tensor:
+    """Loss of one micro-batch (inputs, targets[, input byte rows]); table: the front end's vocabulary table."""
+    return model(batch[0], batch[1], window, *batch[2:], table=table)
 
 
 def open_stream(cfg: Hyperparameters, pattern: str, role: str) -> TokenStream:
@@ -1227,22 +1273,91 @@ def open_stream(cfg: Hyperparameters, pattern: str, role: str) -> TokenStream:
                        cfg.vocab_size)
 
 
+def uses_vocab_table(cfg: Hyperparameters) -> bool:
+    """Whether the MoT front end runs once per vocabulary entry per step (VocabTable) rather than once per
+    token: the same function wherever it sees a token's own bytes alone (no byte self-attention, or one
+    whose window is the token itself)."""
+    own_bytes_only = not cfg.byte_self_attn or cfg.byte_window_tokens == 1
+    return cfg.use_mot and cfg.mot_vocab_table and own_bytes_only
+
+
 def uses_bytes(cfg: Hyperparameters) -> bool:
-    """Whether the model reads each token's byte row: the MoT front end and the byte n-grams do."""
-    return cfg.use_mot or cfg.byte_ngram_rows > 0
+    """Whether the model reads each token's byte row from the data: the per-token front end and the byte
+    n-grams do."""
+    return (cfg.use_mot and not uses_vocab_table(cfg)) or cfg.byte_ngram_rows > 0
 
 
-def accumulate_gradients(model: GPT, batches, window: Tensor, micro_steps: int) -> Tensor:
+class VocabTable:
+    """The MoT front end's input embedding of every token id, computed once per optimizer step where the
+    front end depends on the token id alone (uses_vocab_table). The micro-steps read their rows from it
+    and their gradients add up on it; one backward per step then carries them into the front end. Each of
+    N ranks computes 1/N of the rows and gathers the others'; the table's gradient is summed over the
+    ranks onto each rank's own rows, and the parameter gradients their backward leaves join the usual
+    all-reduce. gather=False (timing one rank of N on one GPU) repeats this rank's rows instead."""
+
+    def __init__(self, model: GPT, byte_table: np.ndarray, device: torch.device, rank: int, world_size: int,
+                 gather: bool = True):
+        self.model, self.world_size, self.gather = model, world_size, gather
+        self.share = 16 * -(-len(byte_table) // (16 * world_size))  # rows per rank, a multiple of 16
+        self.first = rank * self.share
+        rows = np.full((self.share, byte_table.shape[1]), PAD_BYTE, dtype=np.uint8)  # past the vocabulary: pads
+        own = byte_table[self.first:self.first + self.share]
+        rows[:len(own)] = own
+        self.byte_rows = torch.from_numpy(rows).to(device)
+        self.own = self.table = None
+
+    def _full(self, own: Tensor) -> Tensor:
+        if not self.gather:
+            return own.repeat(self.world_size, 1)
+        if self.world_size == 1:
+            return own
+        table = own.new_empty((self.world_size * self.share, own.size(1)))
+        all_gather_single(table, own)
+        return table
+
+    def forward(self) -> Tensor:
+        """This step's table: a leaf whose .grad collects the micro-steps' gradients."""
+        self.own = self.model.vocab_embedding(self.first, self.byte_rows)
+        self.table = self._full(self.own.detach()).requires_grad_()
+        return self.table
+
+    def backward(self) -> None:
+        """Carries the table's gradient, summed over the ranks, through this rank's rows of the front end."""
+        grad = self.table.grad
+        own_grad = grad[:self.share]
+        if self.gather and self.world_size > 1:
+            own_grad = torch.empty_like(self.own)
+            reduce_scatter_single(own_grad, grad)
+        self.own.backward(own_grad)
+        self.own = self.table = None
+
+    @torch.no_grad()
+    def evaluate(self) -> Tensor:
+        return self._full(self.model.vocab_embedding(self.first, self.byte_rows))
+
+
+def accumulate_gradients(model: GPT, batches, window: Tensor, micro_steps: int,
+                         table: Tensor | None = None) -> Tensor:
     """Forward and backward over micro_steps micro-batches; .grad holds the sum of the per-sequence losses'
     gradients. Each backward starts from the unscaled loss, as the record's does: the FP8 head casts that
     gradient to float8_e5m2, and a loss divided before its backward would lose entries there to underflow.
     Returns the summed loss, a device scalar."""
     total = torch.zeros((), device=window.device)
     for _ in range(micro_steps):
-        loss = run_model(model, next(batches), window)
+        loss = run_model(model, next(batches), window, table)
         loss.backward()
         total += loss.detach()
     return total
+
+
+def build_vocab_table(model: GPT, cfg: Hyperparameters, runtime: Runtime,
+                      byte_table: np.ndarray | None) -> VocabTable | None:
+    """The front end's vocabulary table where uses_vocab_table says so; with bench_ranks, one rank's share."""
+    if not uses_vocab_table(cfg):
+        return None
+    if cfg.bench_ranks:
+        return VocabTable(model, byte_table, runtime.device, 0, cfg.bench_ranks, gather=False)
+    return VocabTable(model, byte_table, runtime.device, runtime.rank, runtime.world_size)
 
 
 def reduce_gradients(model: GPT, stats: Tensor, global_batch_seqs: int, runtime: Runtime) -> None:
@@ -1258,10 +1373,13 @@ def reduce_gradients(model: GPT, stats: Tensor, global_batch_seqs: int, runtime:
 
 
 def train_step(model: GPT, optimizers, batches, window: Tensor, step: int, cfg: Hyperparameters,
-               runtime: Runtime, stop_requested: bool = False) -> Tensor:
+               runtime: Runtime, stop_requested: bool = False, vocab_table: VocabTable | None = None) -> Tensor:
     """One optimizer step over the global batch. Returns, reduced over ranks without a host sync, a device
     tensor of the mean training loss and of how many ranks asked to stop."""
-    loss_sum = accumulate_gradients(model, batches, window, cfg.global_batch_seqs // runtime.world_size)
+    table = vocab_table.forward() if vocab_table is not None else None
+    loss_sum = accumulate_gradients(model, batches, window, cfg.global_batch_seqs // runtime.world_size, table)
+    if vocab_table is not None:
+        vocab_table.backward()
     stop_vote = torch.full((), float(stop_requested), device=runtime.device)  # a fill, not a host copy
     stats = torch.stack([loss_sum / cfg.global_batch_seqs, stop_vote])
     reduce_gradients(model, stats, cfg.global_batch_seqs, runtime)
@@ -1273,16 +1391,18 @@ def train_step(model: GPT, optimizers, batches, window: Tensor, step: int, cfg: 
 
 
 @torch.no_grad()
-def evaluate(model, cfg: Hyperparameters, runtime: Runtime, window: Tensor) -> float:
+def evaluate(model, cfg: Hyperparameters, runtime: Runtime, window: Tensor,
+             vocab_table: VocabTable | None = None) -> float:
     """Mean loss over the first val_tokens tokens of the validation shards."""
     per_step = runtime.world_size * cfg.val_seq_len
     batches = rank_batches(open_stream(cfg, cfg.val_files, "validation"), runtime.world_size, cfg.val_seq_len,
                            runtime.rank, runtime.world_size, runtime.device)
     steps = cfg.val_tokens // per_step
     model.eval()
+    table = vocab_table.evaluate() if vocab_table is not None else None
     total = torch.zeros((), device=runtime.device)
     for _ in range(steps):
-        total += run_model(model, next(batches), window).float()
+        total += run_model(model, next(batches), window, table).float()
     model.train()
     if runtime.world_size > 1:
         dist.all_reduce(total)
@@ -1290,19 +1410,20 @@ def evaluate(model, cfg: Hyperparameters, runtime: Runtime, window: Tensor) -> f
 
 
 def random_batches(cfg: Hyperparameters, seq_len: int, device: torch.device, byte_table: np.ndarray | None):
-    """Random tokens with an end-of-text every ~500 positions (and their byte rows), for compile warm-up."""
+    """Random tokens with an end-of-text every ~500 positions (and their byte rows where the model reads
+    them from the data), for compile warm-up."""
     generator = torch.Generator().manual_seed(1234)
     while True:
         tokens = torch.randint(0, cfg.vocab_size, (seq_len + 1,), generator=generator)
         tokens[torch.rand(seq_len + 1, generator=generator) < 0.002] = EOT_TOKEN
         batch = [tokens[:-1].to(device, torch.int32), tokens[1:].to(device)]
-        if byte_table is not None:
+        if uses_bytes(cfg):
             batch.append(torch.from_numpy(byte_table[tokens[:-1].numpy()]).to(device))
         yield tuple(batch)
 
 
 def warm_up(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, windows: WindowTensors,
-            log, byte_table: np.ndarray | None = None):
+            log, byte_table: np.ndarray | None = None, vocab_table: VocabTable | None = None):
     """Runs training and validation once on random tokens so that compilation happens before the clock,
     then restores the model and optimizer states exactly as they were."""
     saved_model = copy.deepcopy(model.state_dict())
@@ -1311,13 +1432,15 @@ def warm_up(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, wind
     start = time.perf_counter()
     for step in range(cfg.warmup_steps):
         train_step(model, optimizers, train_batches, windows(window_blocks(step, cfg)), step, cfg,
-                   runtime)
+                   runtime, vocab_table=vocab_table)
         synchronize(runtime)
         log(f"warm-up training step {step + 1}/{cfg.warmup_steps}: {time.perf_counter() - start:.1f}s")
     if cfg.warmup_steps:
         with torch.no_grad():
             model.eval()
-            run_model(model, next(random_batches(cfg, cfg.val_seq_len, runtime.device, byte_table)), windows(1))
+            table = vocab_table.evaluate() if vocab_table is not None else None
+            run_model(model, next(random_batches(cfg, cfg.val_seq_len, runtime.device, byte_table)), windows(1),
+                      table)
             model.train()
         synchronize(runtime)
         log(f"warm-up validation forward: {time.perf_counter() - start:.1f}s")
@@ -1327,7 +1450,7 @@ def warm_up(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, wind
 
 
 def profile(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, window: Tensor, log,
-            byte_table: np.ndarray | None) -> None:
+            byte_table: np.ndarray | None, vocab_table: VocabTable | None) -> None:
     """Logs the operators and kernels of profile_steps training steps on random tokens, by their own time.
     Runs after the timed steps: a CUDA profiling session can slow later kernel launches in the process."""
     batches = random_batches(cfg, cfg.seq_len, runtime.device, byte_table)
@@ -1336,7 +1459,7 @@ def profile(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, wind
         activities.append(ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=activities) as prof:
         for step in range(cfg.profile_steps):
-            train_step(model, optimizers, batches, window, step, cfg, runtime)
+            train_step(model, optimizers, batches, window, step, cfg, runtime, vocab_table=vocab_table)
         synchronize(runtime)
     sort = "self_device_time_total" if runtime.device.type == "cuda" else "self_cpu_time_total"
     log(f"profile of {cfg.profile_steps} training steps (rank {runtime.rank}):\n"
@@ -1434,7 +1557,7 @@ def append_to_devlog(line: str, note: str) -> Path:
 # -----------------------------------------------------------------------------
 # Checkpoints and clean stops
 
-CHECKPOINT_FORMAT = "speedrun-checkpoint-2"  # 2: Muon groups matrices by shape
+CHECKPOINT_FORMAT = "speedrun-checkpoint-3"  # 2: Muon groups matrices by shape; 3: byte_layers
 # constants that may change between a run and its resumption: those that do not change what it trains,
 # and where and how far it runs
 RESUMABLE_CHANGES = NOT_IN_RESULT | {"stop_step", "device", "coordinate_descent_tuning"}
@@ -1581,7 +1704,8 @@ def run_steps(cfg: Hyperparameters) -> int:
 # the ranges of the constants, checked in one place before any work
 POSITIVE = ("val_tokens", "seq_len", "val_seq_len", "global_batch_seqs", "model_dim", "num_heads", "head_dim",
             "attn_scale", "logit_cap", "attn_block_size", "window_max_tokens", "bytes_per_token", "byte_dim",
-            "byte_heads", "byte_window_tokens", "byte_pool", "num_iterations", "adam_eps", "muon_ns_steps")
+            "byte_heads", "byte_window_tokens", "byte_layers", "byte_pool", "num_iterations", "adam_eps",
+            "muon_ns_steps")
 NOT_NEGATIVE = ("bigram_hash_rows", "byte_ngram_rows", "stop_step", "adam_head_lr", "adam_embed_lr", "adam_scalar_lr",
                 "muon_lr", "muon_momentum_warmup_steps", "val_loss_every", "warmup_steps", "profile_steps",
                 "bench_ranks", "save_every")
@@ -1652,8 +1776,8 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger, notes: list[str] 
     for note in notes:
         log(note)
     check_token_budget(cfg, runtime)
-    byte_table = load_byte_table(cfg) if uses_bytes(cfg) else None
-    if byte_table is not None:
+    byte_table = load_byte_table(cfg) if cfg.use_mot or uses_bytes(cfg) else None
+    if uses_bytes(cfg):
         check_byte_shards(cfg, byte_table)
     resumed = load_checkpoint(cfg.resume, cfg, runtime) if cfg.resume else None  # checked before compiling
 
@@ -1661,13 +1785,14 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger, notes: list[str] 
     if resumed is not None:
         check_checkpoint_fits(resumed, model, cfg.resume)
     optimizers = build_optimizers(model, cfg, runtime)
+    vocab_table = build_vocab_table(model, cfg, runtime, byte_table)
     if runtime.compiled:
         torch._inductor.config.coordinate_descent_tuning = cfg.coordinate_descent_tuning
         compile_model(model)
     windows = WindowTensors(runtime.device)
 
     compile_start = time.perf_counter()
-    warm_up(model, optimizers, cfg, runtime, windows, log, byte_table)
+    warm_up(model, optimizers, cfg, runtime, windows, log, byte_table, vocab_table)
     synchronize(runtime)
     log(f"warm-up and compile: {time.perf_counter() - compile_start:.1f}s")
 
@@ -1696,7 +1821,7 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger, notes: list[str] 
             synchronize(runtime)
             train_ms += 1000 * (time.perf_counter() - t0)
             if validate:
-                val_loss = evaluate(model, cfg, runtime, window)
+                val_loss = evaluate(model, cfg, runtime, window, vocab_table)
                 log(f"step:{step}/{cfg.num_iterations} val_loss:{val_loss:.4f} train_time:{train_ms:.0f}ms "
                     f"step_avg:{train_ms / max(step, 1):.2f}ms")
             if checkpoint:
@@ -1711,7 +1836,8 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger, notes: list[str] 
         if step == steps:
             break
         step_start = time.perf_counter()
-        stats = HostCopy(train_step(model, optimizers, batches, window, step, cfg, runtime, stop.signal is not None))
+        stats = HostCopy(train_step(model, optimizers, batches, window, step, cfg, runtime, stop.signal is not None,
+                                    vocab_table))
         if pending is not None:  # the previous step's results, copied while this step was being queued
             stop_agreed = check_step_stats(pending.values(), step)
         pending = stats
@@ -1733,7 +1859,7 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger, notes: list[str] 
         log(f"final val_loss:{val_loss:.4f} train_time:{train_ms:.0f}ms median step:{median:.2f}ms "
             f"({median / micro:.2f}ms per micro-step, steps {first}-{start_step + len(step_ms)})")
     if cfg.profile_steps:
-        profile(model, optimizers, cfg, runtime, window, log, byte_table)
+        profile(model, optimizers, cfg, runtime, window, log, byte_table, vocab_table)
     if runtime.master:
         line = result_line(cfg, runtime, val_loss, train_ms, median)
         log(f"result: {line}")

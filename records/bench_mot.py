@@ -30,7 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "baseline": [],
-    "cross": ["--use_mot=1"],
+    "cross": ["--use_mot=1"],  # through the vocabulary table (mot_vocab_table)
+    "cross_per_token": ["--use_mot=1", "--mot_vocab_table=0"],
+    "self_w1": ["--use_mot=1", "--byte_self_attn=1", "--byte_window_tokens=1"],  # within each token: table
+    "self_w1_per_token": ["--use_mot=1", "--byte_self_attn=1", "--byte_window_tokens=1", "--mot_vocab_table=0"],
+    "self_w1_l2": ["--use_mot=1", "--byte_self_attn=1", "--byte_window_tokens=1", "--byte_layers=2"],
+    "self_w1_l2_mlp": ["--use_mot=1", "--byte_self_attn=1", "--byte_window_tokens=1", "--byte_layers=2",
+                       "--byte_mlp=1"],
     "self_w4": ["--use_mot=1", "--byte_self_attn=1", "--byte_window_tokens=4"],
     "self_w16": ["--use_mot=1", "--byte_self_attn=1", "--byte_window_tokens=16"],
     "self_w64": ["--use_mot=1", "--byte_self_attn=1", "--byte_window_tokens=64"],

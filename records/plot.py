@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 VAL_LINE = re.compile(r"^step:(\d+)/\d+ val_loss:([\d.naninf]+) train_time:(\d+)ms")
-CONSTANTS_LINE = re.compile(r"^changed constants: (.*)$")
+CONSTANTS_LINE = re.compile(r"^changed constants(?: \([^)]*\))?: (.*)$")
 
 
 def read_log(path: Path) -> dict:

@@ -1,31 +1,62 @@
 """Runs the short track (one GPU, 400 steps of one 48K-token micro-step, schedules scaled) for several
-variants and seeds, one train_gpt.py process each, one after the other; copies each log to
-OUT/<variant>_seed<k>.txt, then draws OUT/val_loss.png and prints the comparison table (records/plot.py).
+variants and seeds, one train_gpt.py process each (--parallel of them at a time on the GPU); copies each
+log to OUT/<variant>_seed<k>.txt, then draws OUT/val_loss.png and prints the comparison table
+(records/plot.py; records/study.py gives the statistics over seeds).
 
     python records/short_track.py --data DIR --out records/<date>_<name> [--variants baseline,self_w16] [--seeds 0,1]
+    python records/short_track.py ... --equal_time COSTS.md      # each variant gets the baseline's time
 
-DIR holds shards from data/fineweb.py (NAME_train_*.bin, NAME_val_*.bin and their byte shards). Run
-nothing else on the machine if the times matter: the plot's second panel compares at equal time.
+DIR holds shards from data/fineweb.py (NAME_train_*.bin, NAME_val_*.bin and their byte shards). With
+--equal_time, COSTS.md holds records/bench_mot.py's table (its "x baseline" column: the variant's wall
+clock per step over the baseline's), and each variant runs round(--steps / cost) steps with every schedule
+scaled to them: equal time by construction, whatever the machine does during the run. Several runs at a
+time, or other work on the machine, leave the losses valid but not the times; the costs come from the
+benchmark alone.
 """
 import argparse
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import plot
 from bench_mot import ROOT, VARIANTS as BENCH_VARIANTS, select_variants, train_command
 
-SHORT_TRACK = ["--global_batch_seqs=1", "--num_iterations=400", "--muon_momentum_warmup_steps=70",
-               "--val_loss_every=50", "--val_tokens=262144"]
+SHORT_TRACK = ["--global_batch_seqs=1", "--val_loss_every=50", "--val_tokens=262144"]
+STEPS, MOMENTUM_WARMUP = 400, 70  # the short track's steps, and Muon's momentum warm-up over them
+COST_ROW = re.compile(r"^\| (\w+) \| [\d.]+ \| ([\d.]+) \|", re.M)
 VARIANTS = {**BENCH_VARIANTS, "cross_replace": ["--use_mot=1", "--mot_mix=replace"]}  # "cross": residual
 LOG_LINE = re.compile(r"^log: (\S+)$", re.M)
 
 
+def read_costs(path: Path) -> dict[str, float]:
+    """Each variant's wall clock per step over the baseline's, from a records/bench_mot.py table."""
+    costs = {name: float(ratio) for name, ratio in COST_ROW.findall(path.read_text())}
+    if not costs:
+        raise SystemExit(f"error: {path} holds no bench_mot.py table rows (| variant | ms | x baseline | ...)")
+    return costs
+
+
+def schedule(steps: int) -> list[str]:
+    """Flags of a short track of this many steps: the learning-rate and window schedules follow
+    num_iterations; Muon's momentum warm-up is scaled with it."""
+    return [f"--num_iterations={steps}", f"--muon_momentum_warmup_steps={round(MOMENTUM_WARMUP * steps / STEPS)}"]
+
+
+def steps_for(name: str, args) -> int:
+    """--steps, or with --equal_time the steps that take the baseline's time for --steps."""
+    if args.costs is None:
+        return args.steps
+    if name not in args.costs:
+        raise SystemExit(f"error: {args.equal_time} has no cost for {name}; run records/bench_mot.py with it")
+    return round(args.steps / args.costs[name])
+
+
 def run(name: str, seed: int, args) -> Path:
     """Trains one variant with one seed and returns the path of its copied log."""
-    command = train_command(args.data, args.name, *SHORT_TRACK, f"--seed={seed}", f"--log_dir={args.out / 'logs'}",
-                            *VARIANTS[name], *args.extra.split())
+    command = train_command(args.data, args.name, *SHORT_TRACK, *schedule(steps_for(name, args)), f"--seed={seed}",
+                            f"--log_dir={args.out / 'logs'}", *VARIANTS[name], *args.extra.split())
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     found = LOG_LINE.search(result.stdout)
     if result.returncode != 0 or not found:
@@ -44,16 +75,25 @@ def main(argv=None):
     parser.add_argument("--variants", default="baseline,cross,self_w16",
                         help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--steps", type=int, default=STEPS, help="steps of the baseline (schedules scaled)")
+    parser.add_argument("--equal_time", type=Path, default=None,
+                        help="bench_mot.py cost table: each variant runs the steps of the baseline's time")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at a time (losses valid, times not)")
     parser.add_argument("--extra", default="", help="more train_gpt.py arguments for every run (--extra=...)")
     args = parser.parse_args(argv)
     args.data, args.out = Path(args.data).resolve(), args.out.resolve()  # the runs start in the repository root
     names = select_variants(args.variants, VARIANTS)
+    args.costs = read_costs(args.equal_time) if args.equal_time else None
+    runs = [(name, int(seed), steps_for(name, args)) for seed in args.seeds.split(",") for name in names]
     args.out.mkdir(parents=True, exist_ok=True)
-    logs = []
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        for name in names:
-            logs.append(run(name, seed, args))
-            print(f"{name} seed {seed}: {logs[-1]}", flush=True)
+
+    def run_and_report(name: str, seed: int, steps: int) -> Path:
+        log = run(name, seed, args)
+        print(f"{name} seed {seed} ({steps} steps): {log}", flush=True)
+        return log
+
+    with ThreadPoolExecutor(args.parallel) as pool:
+        logs = list(pool.map(lambda r: run_and_report(*r), runs))
     try:
         (args.out / "logs").rmdir()  # empty once every log has moved; checkpoints, if asked for, stay
     except OSError:

@@ -1,4 +1,5 @@
-"""Small writers of shard files for tests, independent of the project's writers, and a gloo launcher."""
+"""Small writers of shard files for tests, independent of the project's writers, a weight randomizer and a
+gloo launcher."""
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,14 @@ def write_raw_token_shard(path: Path, tokens, magic=20240520, version=1, claimed
     header[:3] = [magic, version, len(tokens) if claimed is None else claimed]
     path.write_bytes(header.tobytes() + np.asarray(tokens, dtype=np.uint16).tobytes())
     return path
+
+
+def randomized(model):
+    """Every weight random: zero-initialized projections would hide leaks and wrong wiring."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    return model
 
 
 def _gloo_worker(rank: int, world_size: int, init_file: str, out_file: str, train) -> None:

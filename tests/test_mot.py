@@ -4,17 +4,10 @@ import pytest
 import torch
 
 import train_gpt as T
+from helpers import randomized
 
 ALL_ON = ["--smoke", "--seq_len=64", "--val_seq_len=64", "--use_mot=1", "--byte_self_attn=1",
           "--byte_window_tokens=3", "--byte_doc_mask=1"]
-
-
-def randomized(model):
-    """Every weight random: zero-initialized projections would hide leaks and wrong wiring."""
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.5)
-    return model
 
 
 def tiny_model(*overrides):
@@ -216,15 +209,18 @@ def test_mot_off_is_exactly_the_baseline():
 
 
 def test_byte_parameters_go_to_adam_and_muon():
-    cfg = T.parse_args([*ALL_ON])
+    cfg = T.parse_args([*ALL_ON, "--byte_layers=2", "--byte_mlp=1"])
     runtime = T.select_runtime(cfg)
     model = T.build_model(cfg, runtime)
     adam, muon = T.build_optimizers(model, cfg, runtime)
     front = model.byte_front_end
     in_muon = {id(p) for g in muon.param_groups for p in g["params"]}
     in_adam = {id(p) for g in adam.param_groups for p in g["params"]}
-    for p in (front.byte_self_attn.qkv_w, front.byte_self_attn.c_proj.weight, front.token_byte_cross_attn.q_w,
-              front.token_byte_cross_attn.kv_w, front.token_byte_cross_attn.c_proj.weight):
+    assert len(front.byte_layers) == 2
+    layer_matrices = [p for layer in front.byte_layers for p in (layer.attn.qkv_w, layer.attn.c_proj.weight,
+                                                                  layer.mlp.c_fc.weight, layer.mlp.c_proj.weight)]
+    for p in (*layer_matrices, front.token_byte_cross_attn.q_w, front.token_byte_cross_attn.kv_w,
+              front.token_byte_cross_attn.c_proj.weight):
         assert id(p) in in_muon
     for p in (front.byte_embed.weight, front.byte_slot_embed.weight, front.mix_lambdas):
         assert id(p) in in_adam

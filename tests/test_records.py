@@ -1,4 +1,5 @@
-"""records/plot.py reads train_gpt.py logs; records/bench_mot.py reads the profiler's totals."""
+"""records/plot.py reads train_gpt.py logs; records/bench_mot.py reads the profiler's totals; records/study.py's
+statistics over seeds; records/short_track.py at equal time."""
 import sys
 
 import pytest
@@ -8,8 +9,9 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "records"))
 import bench_mot  # noqa: E402
 import plot  # noqa: E402
+import study  # noqa: E402
 
-LOG = """changed constants: {{'use_mot': {mot}, 'seed': {seed}, 'log_dir': 'x'}}
+LOG = """changed constants (against the committed defaults): {{'use_mot': {mot}, 'seed': {seed}, 'log_dir': 'x'}}
 step:0/100 val_loss:10.8258 train_time:0ms step_avg:0.02ms
 step:1/100 train_time:100ms step_avg:100.00ms
 step:50/100 val_loss:6.0000 train_time:{t50}ms step_avg:100.00ms
@@ -97,23 +99,28 @@ def test_bench_estimates_one_rank_of_a_larger_run(monkeypatch, capsys, tmp_path)
     assert "| baseline | 90.00 | 1.000 | 85.00 | 1.000 |" in out
 
 
-def test_short_track_runs_each_variant_and_seed_and_plots(tmp_path, capsys, monkeypatch):
+def test_short_track_runs_each_variant_and_seed_at_equal_time_and_plots(tmp_path, capsys, monkeypatch):
     import short_track
     monkeypatch.chdir(tmp_path)  # relative --out and --data are taken from here, not from the runs' directory
     out = tmp_path / "experiment"
-    tiny = "--smoke --num_iterations=4 --val_loss_every=2 --muon_momentum_warmup_steps=2 --val_tokens=2048"
+    (tmp_path / "costs.md").write_text("| variant | ms / micro-step | x baseline |\n| --- | --- | --- |\n"
+                                       "| baseline | 80.00 | 1.000 |\n| cross | 160.00 | 2.000 |\n")
     (tmp_path / "shards").symlink_to(ROOT / "data" / "smoke")
-    short_track.main(["--data", "shards", "--name", "smoke", "--out", "experiment",
-                      "--variants", "baseline,cross", "--seeds", "0,1", f"--extra={tiny}"])
+    short_track.main(["--data", "shards", "--name", "smoke", "--out", "experiment", "--variants", "baseline,cross",
+                      "--seeds", "0,1", "--steps", "4", "--equal_time", "costs.md", "--parallel", "1",
+                      "--extra=--smoke --val_loss_every=2 --val_tokens=2048"])
     logs = sorted(p.name for p in out.glob("*.txt"))
     assert logs == ["baseline_seed0.txt", "baseline_seed1.txt", "cross_seed0.txt", "cross_seed1.txt"]
     assert not (out / "logs").exists()
     assert "'seed': 1" in (out / "baseline_seed1.txt").read_text()
-    assert "'use_mot': True" in (out / "cross_seed0.txt").read_text()
+    cross = (out / "cross_seed0.txt").read_text()
+    assert "'use_mot': True" in cross and "'num_iterations': 2" in cross  # twice the baseline's cost: half the steps
+    assert "'num_iterations': 4" in (out / "baseline_seed0.txt").read_text()
     assert (out / "val_loss.png").exists()
     table = capsys.readouterr().out
-    for name in logs:
-        assert f"| {name[:-4]} | 4 |" in table
+    assert "| baseline_seed0 | 4 |" in table and "| cross_seed1 | 2 |" in table
+    with pytest.raises(SystemExit, match="costs.md has no cost for self_w16"):
+        short_track.main(["--data", "shards", "--out", "x", "--variants", "self_w16", "--equal_time", "costs.md"])
 
 
 def test_short_track_reports_a_failed_run(tmp_path):
@@ -121,3 +128,33 @@ def test_short_track_reports_a_failed_run(tmp_path):
     with pytest.raises(SystemExit, match="baseline seed 0 failed: error: no training shards match"):
         short_track.main(["--data", str(tmp_path), "--out", str(tmp_path / "x"), "--variants", "baseline",
                           "--extra=--device=cpu"])
+
+
+def test_student_t_quantiles_match_the_tables():
+    for df, expected in ((1, 12.7062), (2, 4.3027), (5, 2.5706), (30, 2.0423), (10 ** 6, 1.9600)):
+        assert study.student_t_quantile(0.975, df) == pytest.approx(expected, abs=2e-4)
+
+
+def test_welch_interval_by_hand():
+    # means 3.1 and 3.3875, variances 0.01 and 0.021875 / 3; se^2 = 0.01 / 3 + 0.021875 / 12 = 0.00515625;
+    # df = se^4 / ((0.01 / 3)^2 / 2 + (0.021875 / 12)^2 / 3) = 3.990; t(0.975, 3.990) = 2.7777
+    diff, low, high = study.welch_interval([3.0, 3.1, 3.2], [3.3, 3.35, 3.5, 3.4])
+    assert diff == pytest.approx(-0.2875)
+    assert high - diff == pytest.approx(2.7777 * 0.00515625 ** 0.5, rel=1e-3) and diff - low == pytest.approx(high - diff)
+
+
+def test_study_table_groups_seeds_by_variant(tmp_path):
+    for name, seed, t100 in (("baseline", 0, 10000), ("baseline", 1, 10000), ("cross", 0, 11000), ("cross", 1, 11000)):
+        write_log(tmp_path / f"{name}_seed{seed}.txt", name == "cross", seed, t100 // 2, t100)
+    (tmp_path / "baseline_seed1.txt").write_text((tmp_path / "baseline_seed1.txt").read_text()
+                                                 .replace("step:100/100 val_loss:5.0000", "step:100/100 val_loss:5.2000"))
+    runs = study.read_runs([tmp_path])
+    table = study.results_table(runs, "baseline")
+    assert "| baseline | 100 | 2 | 5.1000 | 0.1414 | | |" in table
+    assert "| cross | 100 | 2 | 5.0000 | 0.0000 | -0.1000 | [-1.3706, +1.1706] |" in table  # t(0.975, 1) x 0.1
+    study.plot_bands(runs, tmp_path / "bands.png", "test", {"baseline": 1.0, "cross": 1.1})
+    assert (tmp_path / "bands.png").stat().st_size > 1000
+    (tmp_path / "cross_seed2.txt").write_text(LOG.format(mot=True, seed=2, t50=1, t100=2).replace("/100", "/90")
+                                              .replace("step:100/", "step:90/"))
+    with pytest.raises(SystemExit, match="the runs of cross end at different steps"):
+        study.read_runs([tmp_path])

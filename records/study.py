@@ -1,0 +1,139 @@
+"""Statistics over seeds of short-track runs: per variant the mean final validation loss, its standard
+deviation, and the difference to the baseline with a 95 % Welch confidence interval; a plot of the mean
+and its band (one standard deviation) against step and against training time.
+
+    python records/study.py DIR [DIR ...] [--baseline baseline] [--out FILE.png]
+
+DIR holds logs named <variant>_seed<k>.txt (records/short_track.py writes them). A run's result is its last
+validation; runs of one variant must have the same number of steps. With --costs (a records/bench_mot.py
+table, as for short_track.py --equal_time) the time axis is steps times each variant's cost, in baseline
+steps: the time of the benchmark's regime, which runs that shared a GPU do not measure themselves.
+"""
+import argparse
+import math
+import re
+from pathlib import Path
+
+import plot
+from short_track import read_costs
+
+LOG_NAME = re.compile(r"^(\w+)_seed(\d+)$")
+
+
+def student_t_cdf(x: float, df: float) -> float:
+    """P(T <= x) for Student's t with df degrees of freedom, x >= 0: Simpson's rule over the density."""
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    density = lambda t: math.exp(log_norm - (df + 1) / 2 * math.log1p(t * t / df))  # noqa: E731
+    n = 2000
+    h = x / n
+    total = density(0) + density(x) + sum((4 if i % 2 else 2) * density(i * h) for i in range(1, n))
+    return 0.5 + total * h / 3
+
+
+def student_t_quantile(p: float, df: float) -> float:
+    """The x > 0 with P(T <= x) = p (p > 0.5), by bisection."""
+    low, high = 0.0, 1.0
+    while student_t_cdf(high, df) < p:
+        high *= 2
+    for _ in range(50):
+        middle = (low + high) / 2
+        low, high = (middle, high) if student_t_cdf(middle, df) < p else (low, middle)
+    return (low + high) / 2
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else float("nan")
+    return mean, math.sqrt(variance)
+
+
+def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """mean(a) - mean(b) and its confidence interval from Welch's t (unequal variances)."""
+    (mean_a, sd_a), (mean_b, sd_b) = mean_std(a), mean_std(b)
+    var_a, var_b = sd_a ** 2 / len(a), sd_b ** 2 / len(b)
+    se = math.sqrt(var_a + var_b)
+    df = (var_a + var_b) ** 2 / (var_a ** 2 / (len(a) - 1) + var_b ** 2 / (len(b) - 1))
+    half = student_t_quantile(1 - (1 - level) / 2, df) * se
+    diff = mean_a - mean_b
+    return diff, diff - half, diff + half
+
+
+def read_runs(folders: list[Path]) -> dict[str, list[dict]]:
+    """The logs of each variant, by the <variant>_seed<k>.txt names."""
+    runs = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.txt")):
+            if match := LOG_NAME.match(path.stem):
+                runs.setdefault(match[1], []).append(plot.read_log(path))
+    if not runs:
+        raise SystemExit(f"error: no <variant>_seed<k>.txt logs in {', '.join(map(str, folders))}")
+    for name, logs in runs.items():
+        steps = {log["points"][-1][0] for log in logs}
+        if len(steps) > 1:
+            raise SystemExit(f"error: the runs of {name} end at different steps {sorted(steps)}; keep one length")
+    return runs
+
+
+def results_table(runs: dict[str, list[dict]], baseline: str) -> str:
+    finals = {name: [log["points"][-1][2] for log in logs] for name, logs in runs.items()}
+    rows = [f"| variant | steps | seeds | mean val loss | std | minus {baseline} | 95 % interval (Welch) |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, values in finals.items():
+        mean, sd = mean_std(values)
+        compared = "| | "
+        if name != baseline and baseline in finals and min(len(values), len(finals[baseline])) > 1:
+            diff, low, high = welch_interval(values, finals[baseline])
+            compared = f"| {diff:+.4f} | [{low:+.4f}, {high:+.4f}] "
+        rows.append(f"| {name} | {runs[name][0]['points'][-1][0]} | {len(values)} | {mean:.4f} | {sd:.4f} {compared}|")
+    return "\n".join(rows)
+
+
+def plot_bands(runs: dict[str, list[dict]], out: Path, title: str, costs: dict[str, float] | None = None) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    for name, logs in runs.items():
+        count = min(len(log["points"]) for log in logs)
+        columns = list(zip(*[log["points"][1:count] for log in logs]))  # per validation: one point per seed
+        steps = [col[0][0] for col in columns]
+        if costs is None:
+            times = [sum(p[1] for p in col) / len(col) for col in columns]
+        else:
+            times = [step * costs[name] for step in steps]
+        stats = [mean_std([p[2] for p in col]) for col in columns]
+        means = [m for m, _ in stats]
+        spread = [0.0 if math.isnan(s) else s for _, s in stats]
+        for ax, x in zip(axes, (steps, times)):
+            line, = ax.plot(x, means, marker=".", label=f"{name} ({len(logs)} seeds)")
+            ax.fill_between(x, [m - s for m, s in zip(means, spread)], [m + s for m, s in zip(means, spread)],
+                            color=line.get_color(), alpha=0.2)
+    axes[0].set_xlabel("step")
+    axes[1].set_xlabel("training time (s), mean over seeds" if costs is None else
+                       "time in baseline steps (steps x cost per step)")
+    axes[0].set_ylabel("validation loss (mean, band: one standard deviation)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Statistics over seeds of short-track runs.")
+    parser.add_argument("folders", nargs="+", type=Path, help="folders of <variant>_seed<k>.txt logs")
+    parser.add_argument("--baseline", default="baseline", help="the variant the others are compared with")
+    parser.add_argument("--out", type=Path, default=None, help="PNG of the means and bands (none if not given)")
+    parser.add_argument("--costs", type=Path, default=None, help="bench_mot.py table: time axis in baseline steps")
+    parser.add_argument("--title", default="short track, mean over seeds", help="figure title")
+    args = parser.parse_args(argv)
+    runs = read_runs(args.folders)
+    print(results_table(runs, args.baseline))
+    if args.out:
+        plot_bands(runs, args.out, args.title, read_costs(args.costs) if args.costs else None)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
