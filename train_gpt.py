@@ -900,7 +900,7 @@ class ByteFrontEnd(nn.Module):
             x = layer(x, mask)
         return x
 
-    def byte_keys_values(self, input_bytes: Tensor, docs: Tensor) -> tuple[Tensor, Tensor]:
+    def byte_keys_values(self, input_bytes: Tensor, docs: Tensor | None) -> tuple[Tensor, Tensor]:
         """(T, slots, heads, 64) keys and values of each token's byte slots for the cross-attention."""
         cross = self.token_byte_cross_attn
         if len(self.byte_layers) or self.cfg.byte_pool > 1:
@@ -1741,6 +1741,9 @@ def check_config(cfg: Hyperparameters) -> None:
     for name in ("seq_len", "val_seq_len"):
         if getattr(cfg, name) % cfg.attn_block_size:
             raise RunError(f"{name}={getattr(cfg, name)} must be a multiple of attn_block_size={cfg.attn_block_size}")
+    if (cfg.byte_layers != 1 or cfg.byte_mlp) and not cfg.byte_self_attn:
+        raise RunError(f"byte_layers={cfg.byte_layers}, byte_mlp={cfg.byte_mlp} shape the byte self-attention: "
+                       "add --byte_self_attn=1 (or leave them at 1 and False)")
     if cfg.bytes_per_token % cfg.byte_pool:
         raise RunError(f"byte_pool={cfg.byte_pool} must divide bytes_per_token={cfg.bytes_per_token}")
     if cfg.bigram_hash_rows == 1:

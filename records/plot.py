@@ -54,24 +54,33 @@ def markdown_table(runs: list[dict], labels: list[str]) -> str:
     return "\n".join(rows)
 
 
-def plot(runs: list[dict], labels: list[str], out: Path, title: str) -> None:
+def two_panels():
+    """A figure of two panels that share the loss axis: against step, and against time."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    return plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+
+
+def save_panels(fig, axes, time_label: str, loss_label: str, title: str, out: Path) -> None:
+    axes[0].set_xlabel("step")
+    axes[1].set_xlabel(time_label)
+    axes[0].set_ylabel(loss_label)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def plot(runs: list[dict], labels: list[str], out: Path, title: str) -> None:
+    fig, (by_step, by_time) = two_panels()
     for run, label in zip(runs, labels):
         steps, seconds, losses = zip(*[p for p in run["points"] if p[0] > 0])  # step 0 is the untrained model
         by_step.plot(steps, losses, marker=".", label=label)
         by_time.plot(seconds, losses, marker=".", label=label)
-    by_step.set_xlabel("step")
-    by_time.set_xlabel("training time (s)")
-    by_step.set_ylabel("validation loss")
-    for ax in (by_step, by_time):
-        ax.grid(alpha=0.3)
-    by_step.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    save_panels(fig, (by_step, by_time), "training time (s)", "validation loss", title, out)
 
 
 def main(argv=None):

@@ -89,10 +89,7 @@ def results_table(runs: dict[str, list[dict]], baseline: str) -> str:
 
 
 def plot_bands(runs: dict[str, list[dict]], out: Path, title: str, costs: dict[str, float] | None = None) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    fig, axes = plot.two_panels()
     for name, logs in runs.items():
         count = min(len(log["points"]) for log in logs)
         columns = list(zip(*[log["points"][1:count] for log in logs]))  # per validation: one point per seed
@@ -108,16 +105,8 @@ def plot_bands(runs: dict[str, list[dict]], out: Path, title: str, costs: dict[s
             line, = ax.plot(x, means, marker=".", label=f"{name} ({len(logs)} seeds)")
             ax.fill_between(x, [m - s for m, s in zip(means, spread)], [m + s for m, s in zip(means, spread)],
                             color=line.get_color(), alpha=0.2)
-    axes[0].set_xlabel("step")
-    axes[1].set_xlabel("training time (s), mean over seeds" if costs is None else
-                       "time in baseline steps (steps x cost per step)")
-    axes[0].set_ylabel("validation loss (mean, band: one standard deviation)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    time_label = "training time (s), mean over seeds" if costs is None else "time in baseline steps (steps x cost)"
+    plot.save_panels(fig, axes, time_label, "validation loss (mean, band: one standard deviation)", title, out)
 
 
 def main(argv=None):

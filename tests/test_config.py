@@ -108,6 +108,9 @@ BAD_CONSTANTS = [
     ("--bigram_hash_rows=1", "bigram_hash_rows=1: use 0 (off) or at least 2"),
     ("--byte_ngram_max=17", "byte_ngram_max=17: n-grams span 2 to bytes_per_token=16"),
     ("--mot_mix=add", "mot_mix='add': use residual or replace"), ("--device=tpu", "device='tpu': use auto"),
+    ("--byte_layers=0", "byte_layers=0 must be positive"),
+    ("--byte_layers=2", "byte_layers=2, byte_mlp=False shape the byte self-attention: add --byte_self_attn=1"),
+    ("--byte_mlp=1", "byte_layers=1, byte_mlp=True shape the byte self-attention"),
 ]
 
 

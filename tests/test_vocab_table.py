@@ -39,8 +39,8 @@ def cpu_runtime(rank: int = 0, world_size: int = 1) -> T.Runtime:
 def setup(flags: list[str]):
     """A randomized model over the cut vocabulary, its byte table, and 2 * MICRO_STEPS sequences of random
     tokens (a document every ~16 tokens) with their byte rows: one optimizer step of two ranks."""
-    cfg = T.parse_args(["--smoke", "--use_mot=1", "--mot_vocab_table=1", f"--vocab_size={VOCAB}", f"--seq_len={SEQ_LEN}",
-                        *flags])
+    cfg = T.parse_args(["--smoke", "--use_mot=1", "--mot_vocab_table=1", f"--vocab_size={VOCAB}",
+                        f"--seq_len={SEQ_LEN}", *flags])
     model = randomized(T.build_model(cfg, cpu_runtime())).double()  # float64 up to the float32 logits
     byte_table = token_byte_table(load_gpt2_encoding(), cfg.bytes_per_token, cfg.byte_align)[:VOCAB]
     g = torch.Generator().manual_seed(7)
