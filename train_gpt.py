@@ -1198,6 +1198,15 @@ def build_model(cfg: Hyperparameters, runtime: Runtime) -> GPT:
 # Optimizers and schedules
 
 
+def work_share(cfg: Hyperparameters, runtime: Runtime) -> tuple[int, int, bool]:
+    """Among how many ranks Muon's orthogonalization and the vocabulary table are split, this process's
+    rank, and whether the ranks exchange their results; with bench_ranks (timing one rank of a larger run
+    on one GPU), rank 0 of bench_ranks, exchanging nothing."""
+    if cfg.bench_ranks:
+        return 0, cfg.bench_ranks, False
+    return runtime.rank, runtime.world_size, True
+
+
 def build_optimizers(model: GPT, cfg: Hyperparameters, runtime: Runtime) -> list[torch.optim.Optimizer]:
     embeddings = [m.weight for m in model.modules() if isinstance(m, nn.Embedding)]
     head = [model.lm_head.weight]
@@ -1209,12 +1218,9 @@ def build_optimizers(model: GPT, cfg: Hyperparameters, runtime: Runtime) -> list
                             betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
                             fused=runtime.device.type == "cuda")
     orthogonalize = torch.compile(newton_schulz) if runtime.compiled else newton_schulz
-    if cfg.bench_ranks:
-        muon = Muon(hidden_matrices, lr=cfg.muon_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps,
-                    world_size=cfg.bench_ranks, orthogonalize=orthogonalize, share_only=True)
-    else:
-        muon = Muon(hidden_matrices, lr=cfg.muon_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps,
-                    rank=runtime.rank, world_size=runtime.world_size, orthogonalize=orthogonalize)
+    rank, world_size, exchange = work_share(cfg, runtime)
+    muon = Muon(hidden_matrices, lr=cfg.muon_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps,
+                rank=rank, world_size=world_size, orthogonalize=orthogonalize, share_only=not exchange)
     for opt in (adam, muon):
         for group in opt.param_groups:
             group["initial_lr"] = group["lr"]
@@ -1293,11 +1299,12 @@ class VocabTable:
     and their gradients add up on it; one backward per step then carries them into the front end. Each of
     N ranks computes 1/N of the rows and gathers the others'; the table's gradient is summed over the
     ranks onto each rank's own rows, and the parameter gradients their backward leaves join the usual
-    all-reduce. gather=False (timing one rank of N on one GPU) repeats this rank's rows instead."""
+    all-reduce. With share_only (timing one rank of N on one GPU, as Muon's), this rank's rows are
+    repeated instead of gathered."""
 
     def __init__(self, model: GPT, byte_table: np.ndarray, device: torch.device, rank: int, world_size: int,
-                 gather: bool = True):
-        self.model, self.world_size, self.gather = model, world_size, gather
+                 share_only: bool = False):
+        self.model, self.world_size, self.share_only = model, world_size, share_only
         self.share = 16 * -(-len(byte_table) // (16 * world_size))  # rows per rank, a multiple of 16
         self.first = rank * self.share
         rows = np.full((self.share, byte_table.shape[1]), PAD_BYTE, dtype=np.uint8)  # past the vocabulary: pads
@@ -1307,7 +1314,7 @@ class VocabTable:
         self.own = self.table = None
 
     def _full(self, own: Tensor) -> Tensor:
-        if not self.gather:
+        if self.share_only:
             return own.repeat(self.world_size, 1)
         if self.world_size == 1:
             return own
@@ -1325,7 +1332,7 @@ class VocabTable:
         """Carries the table's gradient, summed over the ranks, through this rank's rows of the front end."""
         grad = self.table.grad
         own_grad = grad[:self.share]
-        if self.gather and self.world_size > 1:
+        if self.world_size > 1 and not self.share_only:
             own_grad = torch.empty_like(self.own)
             reduce_scatter_single(own_grad, grad)
         self.own.backward(own_grad)
@@ -1352,12 +1359,11 @@ def accumulate_gradients(model: GPT, batches, window: Tensor, micro_steps: int,
 
 def build_vocab_table(model: GPT, cfg: Hyperparameters, runtime: Runtime,
                       byte_table: np.ndarray | None) -> VocabTable | None:
-    """The front end's vocabulary table where uses_vocab_table says so; with bench_ranks, one rank's share."""
+    """The front end's vocabulary table where uses_vocab_table says so, split as Muon's work is."""
     if not uses_vocab_table(cfg):
         return None
-    if cfg.bench_ranks:
-        return VocabTable(model, byte_table, runtime.device, 0, cfg.bench_ranks, gather=False)
-    return VocabTable(model, byte_table, runtime.device, runtime.rank, runtime.world_size)
+    rank, world_size, exchange = work_share(cfg, runtime)
+    return VocabTable(model, byte_table, runtime.device, rank, world_size, share_only=not exchange)
 
 
 def reduce_gradients(model: GPT, stats: Tensor, global_batch_seqs: int, runtime: Runtime) -> None:

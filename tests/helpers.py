@@ -1,5 +1,5 @@
-"""Small writers of shard files for tests, independent of the project's writers, a weight randomizer and a
-gloo launcher."""
+"""Small writers of shard files for tests, independent of the project's writers, a CPU runtime, a weight
+randomizer and a gloo launcher."""
 from pathlib import Path
 
 import numpy as np
@@ -7,12 +7,20 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+import train_gpt as T
+
 
 def write_raw_token_shard(path: Path, tokens, magic=20240520, version=1, claimed=None) -> Path:
     header = np.zeros(256, dtype=np.int32)
     header[:3] = [magic, version, len(tokens) if claimed is None else claimed]
     path.write_bytes(header.tobytes() + np.asarray(tokens, dtype=np.uint16).tobytes())
     return path
+
+
+def cpu_runtime(rank: int = 0, world_size: int = 1):
+    """The runtime select_runtime gives on CPU, as rank of world_size processes."""
+    return T.Runtime(torch.device("cpu"), rank, world_size, compiled=False, flex=False, fp8_head=False,
+                     embed_dtype=torch.float32)
 
 
 def randomized(model):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import train_gpt as T
-from helpers import rank0_result_over_gloo
+from helpers import cpu_runtime, rank0_result_over_gloo
 
 FEATURES = ["--use_mot=1", "--byte_self_attn=1", "--byte_pool=4", "--bigram_hash_rows=97", "--byte_ngram_rows=101"]
 
@@ -14,8 +14,7 @@ def train(rank: int, world_size: int):
     processes differ from one by summation order alone. (Adam's first step moves each parameter by about
     its learning rate with its gradient's sign, so Adam's parameters part wherever a gradient is near zero.)"""
     cfg = T.parse_args(["--smoke", "--global_batch_seqs=4", *FEATURES])
-    runtime = T.Runtime(torch.device("cpu"), rank, world_size, compiled=False, flex=False, fp8_head=False,
-                        embed_dtype=torch.float32)
+    runtime = cpu_runtime(rank, world_size)
     model = T.build_model(cfg, runtime)
     generator = torch.Generator().manual_seed(5)
     with torch.no_grad():  # no zero-initialized layer: every parameter gets a gradient in the first step

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import train_gpt as T
+from helpers import cpu_runtime
 
 
 class FP8Head(torch.nn.Module):
@@ -34,8 +35,7 @@ def test_fp8_head_gradient_is_the_records_with_accumulation(monkeypatch):
     expected /= global_batch_seqs
     head.weight.grad = None
     stats = T.accumulate_gradients(head, iter(batches), torch.tensor(1), micro_steps=2)[None]
-    T.reduce_gradients(head, stats, global_batch_seqs, T.Runtime(torch.device("cpu"), 0, 1, False, False, False,
-                                                                  torch.float32))
+    T.reduce_gradients(head, stats, global_batch_seqs, cpu_runtime())
     assert torch.equal(head.weight.grad, expected)
     # dividing the loss before its backward (as before) pushes gradient entries into float8_e5m2's
     # subnormals at these magnitudes: the same gradient then differs

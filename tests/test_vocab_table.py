@@ -10,7 +10,7 @@ import torch
 import train_gpt as T
 from conftest import ROOT
 from data.gpt2_tokenizer import load_gpt2_encoding, token_byte_table
-from helpers import randomized, rank0_result_over_gloo
+from helpers import cpu_runtime, randomized, rank0_result_over_gloo
 
 VOCAB = 700
 EOT = VOCAB - 1
@@ -29,11 +29,6 @@ FRONT_ENDS = {
 @pytest.fixture
 def small_vocabulary(monkeypatch):
     monkeypatch.setattr(T, "EOT_TOKEN", EOT)
-
-
-def cpu_runtime(rank: int = 0, world_size: int = 1) -> T.Runtime:
-    return T.Runtime(torch.device("cpu"), rank, world_size, compiled=False, flex=False, fp8_head=False,
-                     embed_dtype=torch.float32)
 
 
 def setup(flags: list[str]):
