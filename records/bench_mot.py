@@ -46,6 +46,9 @@ VARIANTS = {
     "bigram": ["--bigram_hash_rows=251520"],  # 5 x the padded vocabulary, as the 2026 record
     "bigram_input": ["--bigram_hash_rows=251520", "--bigram_placement=input"],
     "ngram": ["--byte_ngram_rows=251520"],
+    "cross_bigram": ["--use_mot=1", "--bigram_hash_rows=251520"],
+    "self_w1_bigram": ["--use_mot=1", "--byte_self_attn=1", "--byte_window_tokens=1", "--bigram_hash_rows=251520"],
+    "ngram_bigram": ["--byte_ngram_rows=251520", "--bigram_hash_rows=251520"],
 }
 PATTERNS = {
     "ms": r"median step:[\d.]+ms \(([\d.]+)ms per micro-step",

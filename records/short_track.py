@@ -1,10 +1,12 @@
 """Runs the short track (one GPU, 400 steps of one 48K-token micro-step, schedules scaled) for several
-variants and seeds, one train_gpt.py process each (--parallel of them at a time on the GPU); copies each
-log to OUT/<variant>_seed<k>.txt, then draws OUT/val_loss.png and prints the comparison table
-(records/plot.py; records/study.py gives the statistics over seeds).
+variants and seeds, one train_gpt.py process each (--parallel of them at a time on the GPU, or on each GPU
+of --gpus, each taking the next run as one ends); copies each log to OUT/<variant>_seed<k>.txt, then draws
+OUT/val_loss.png and prints the comparison table (records/plot.py; records/study.py gives the statistics
+over seeds).
 
     python records/short_track.py --data DIR --out records/<date>_<name> [--variants baseline,self_w16] [--seeds 0,1]
     python records/short_track.py ... --equal_time COSTS.md      # each variant gets the baseline's time
+    python records/short_track.py ... --gpus 0,1,2,3 --parallel 2  # two runs at a time on each of four GPUs
 
 DIR holds shards from data/fineweb.py (NAME_train_*.bin, NAME_val_*.bin and their byte shards). With
 --equal_time, COSTS.md holds records/bench_mot.py's table (its "x baseline" column: the variant's wall
@@ -14,6 +16,8 @@ time, or other work on the machine, leave the losses valid but not the times; th
 benchmark alone.
 """
 import argparse
+import os
+import queue
 import re
 import shutil
 import subprocess
@@ -25,7 +29,7 @@ from bench_mot import ROOT, VARIANTS as BENCH_VARIANTS, select_variants, train_c
 
 SHORT_TRACK = ["--global_batch_seqs=1", "--val_loss_every=50", "--val_tokens=262144"]
 STEPS, MOMENTUM_WARMUP = 400, 70  # the short track's steps, and Muon's momentum warm-up over them
-COST_ROW = re.compile(r"^\| (\w+) \| [\d.]+ \| ([\d.]+) \|", re.M)
+COST_ROW = re.compile(r"^\| (\w+) \| [^|\n]* \| ([\d.]+) \|", re.M)  # variant | ms | x baseline
 VARIANTS = {**BENCH_VARIANTS, "cross_replace": ["--use_mot=1", "--mot_mix=replace"]}  # "cross": residual
 LOG_LINE = re.compile(r"^log: (\S+)$", re.M)
 
@@ -53,11 +57,13 @@ def steps_for(name: str, args) -> int:
     return round(args.steps / args.costs[name])
 
 
-def run(name: str, seed: int, args) -> Path:
-    """Trains one variant with one seed and returns the path of its copied log."""
+def run(name: str, seed: int, args, gpu: str | None = None) -> Path:
+    """Trains one variant with one seed, on this process's GPU or, given gpu, on that GPU alone (the run
+    sees it as its only device); returns the path of its copied log."""
     command = train_command(args.data, args.name, *SHORT_TRACK, *schedule(steps_for(name, args)), f"--seed={seed}",
                             f"--log_dir={args.out / 'logs'}", *VARIANTS[name], *args.extra.split())
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    env = None if gpu is None else {**os.environ, "CUDA_VISIBLE_DEVICES": gpu, "LOCAL_RANK": "0"}
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     found = LOG_LINE.search(result.stdout)
     if result.returncode != 0 or not found:
         tail = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
@@ -65,6 +71,39 @@ def run(name: str, seed: int, args) -> Path:
     target = args.out / f"{name}_seed{seed}.txt"
     shutil.move(found[1], target)
     return target
+
+
+def run_all(runs: list[tuple[str, int, int]], args) -> list[Path]:
+    """Runs each (variant, seed, steps), --parallel at a time on each GPU of --gpus (or on this process's
+    GPU), every worker taking the next run from one queue; returns the logs in the order of runs. A failed
+    run stops no other; the first failure is raised once all have ended."""
+    pending = queue.SimpleQueue()
+    for item in enumerate(runs):
+        pending.put(item)
+    logs, failures = {}, []
+
+    def worker(gpu: str | None) -> None:
+        while True:
+            try:
+                index, (name, seed, steps) = pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                logs[index] = run(name, seed, args, gpu)
+            except SystemExit as failure:
+                failures.append(failure)
+                continue
+            where = "" if gpu is None else f" on GPU {gpu}"
+            print(f"{name} seed {seed} ({steps} steps){where}: {logs[index]}", flush=True)
+
+    gpus = args.gpus.split(",") if args.gpus else [None]
+    with ThreadPoolExecutor(len(gpus) * args.parallel) as pool:
+        workers = [pool.submit(worker, gpu) for gpu in gpus for _ in range(args.parallel)]
+    for done in workers:
+        done.result()  # an error in the runner itself, not in a run
+    if failures:
+        raise failures[0]
+    return [logs[i] for i in range(len(runs))]
 
 
 def main(argv=None):
@@ -78,22 +117,20 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=STEPS, help="steps of the baseline (schedules scaled)")
     parser.add_argument("--equal_time", type=Path, default=None,
                         help="bench_mot.py cost table: each variant runs the steps of the baseline's time")
-    parser.add_argument("--parallel", type=int, default=1, help="runs at a time (losses valid, times not)")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at a time on each GPU (losses valid, times not)")
+    parser.add_argument("--gpus", default="", help="comma-separated GPU indices to spread the runs over "
+                        "(default: this process's GPU)")
     parser.add_argument("--extra", default="", help="more train_gpt.py arguments for every run (--extra=...)")
     args = parser.parse_args(argv)
+    if args.parallel < 1 or not re.fullmatch(r"(\d+(,\d+)*)?", args.gpus):
+        raise SystemExit(f"error: --parallel {args.parallel} --gpus '{args.gpus}': --parallel takes a count of at "
+                         "least 1, --gpus comma-separated GPU indices such as 0,1")
     args.data, args.out = Path(args.data).resolve(), args.out.resolve()  # the runs start in the repository root
     names = select_variants(args.variants, VARIANTS)
     args.costs = read_costs(args.equal_time) if args.equal_time else None
     runs = [(name, int(seed), steps_for(name, args)) for seed in args.seeds.split(",") for name in names]
     args.out.mkdir(parents=True, exist_ok=True)
-
-    def run_and_report(name: str, seed: int, steps: int) -> Path:
-        log = run(name, seed, args)
-        print(f"{name} seed {seed} ({steps} steps): {log}", flush=True)
-        return log
-
-    with ThreadPoolExecutor(args.parallel) as pool:
-        logs = list(pool.map(lambda r: run_and_report(*r), runs))
+    logs = run_all(runs, args)
     try:
         (args.out / "logs").rmdir()  # empty once every log has moved; checkpoints, if asked for, stay
     except OSError:

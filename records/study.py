@@ -3,11 +3,17 @@ deviation, and the difference to the baseline with a 95 % Welch confidence inter
 and its band (one standard deviation) against step and against training time.
 
     python records/study.py DIR [DIR ...] [--baseline baseline] [--out FILE.png]
+    python records/study.py STEPS400 --curve STEPS380 STEPS420    # what each variant's gain is worth in time
 
 DIR holds logs named <variant>_seed<k>.txt (records/short_track.py writes them). A run's result is its last
 validation; runs of one variant must have the same number of steps. With --costs (a records/bench_mot.py
 table, as for short_track.py --equal_time) the time axis is steps times each variant's cost, in baseline
 steps: the time of the benchmark's regime, which runs that shared a GPU do not measure themselves.
+
+--curve fits a line to the final loss of the baseline's runs against their steps (those in DIR and in the
+--curve folders, baseline runs at other --steps) and adds each variant's break-even cost: the baseline
+steps that reach the variant's mean loss, over the variant's steps. A variant whose cost per step is below
+it is ahead at equal time. The line is a local approximation: keep the lengths near the variants'.
 """
 import argparse
 import math
@@ -74,17 +80,49 @@ def read_runs(folders: list[Path]) -> dict[str, list[dict]]:
     return runs
 
 
-def results_table(runs: dict[str, list[dict]], baseline: str) -> str:
+def baseline_curve(folders: list[Path], baseline: str) -> tuple[float, float, list[int]]:
+    """Least-squares line of the final validation loss against the number of steps over every baseline run
+    in folders, whatever its length: intercept, slope, and the step counts it rests on."""
+    points = []
+    for folder in folders:
+        for path in sorted(folder.glob(f"{baseline}_seed*.txt")):
+            last = plot.read_log(path)["points"][-1]
+            points.append((last[0], last[2]))
+    counts = sorted({steps for steps, _ in points})
+    if len(counts) < 2:
+        raise SystemExit(f"error: the baseline's curve needs {baseline} runs of two lengths or more (found "
+                         f"{counts or 'none'}); add --curve folders of {baseline} runs at other --steps")
+    mean_steps = sum(steps for steps, _ in points) / len(points)
+    mean_loss = sum(loss for _, loss in points) / len(points)
+    slope = (sum((steps - mean_steps) * (loss - mean_loss) for steps, loss in points)
+             / sum((steps - mean_steps) ** 2 for steps, _ in points))
+    if slope >= 0:
+        raise SystemExit(f"error: the baseline's final loss does not fall with its steps over {counts}; "
+                         "no exchange rate between time and loss (more seeds or lengths further apart)")
+    return mean_loss - slope * mean_steps, slope, counts
+
+
+def results_table(runs: dict[str, list[dict]], baseline: str, curve: tuple[float, float] | None = None) -> str:
+    """Per variant: steps, seeds, mean and std of the final loss, the difference to the baseline with its
+    Welch interval; with the baseline's curve (intercept, slope), the break-even cost: the baseline steps
+    that reach the variant's mean loss over the variant's steps, the cost per step below which it is ahead
+    at equal time."""
     finals = {name: [log["points"][-1][2] for log in logs] for name, logs in runs.items()}
     rows = [f"| variant | steps | seeds | mean val loss | std | minus {baseline} | 95 % interval (Welch) |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
+    if curve:
+        rows = [rows[0] + " break-even cost |", rows[1] + " --- |"]
     for name, values in finals.items():
         mean, sd = mean_std(values)
+        steps = runs[name][0]["points"][-1][0]
         compared = "| | "
         if name != baseline and baseline in finals and min(len(values), len(finals[baseline])) > 1:
             diff, low, high = welch_interval(values, finals[baseline])
             compared = f"| {diff:+.4f} | [{low:+.4f}, {high:+.4f}] "
-        rows.append(f"| {name} | {runs[name][0]['points'][-1][0]} | {len(values)} | {mean:.4f} | {sd:.4f} {compared}|")
+        if curve:
+            intercept, slope = curve
+            compared += f"| {(mean - intercept) / slope / steps:.3f} "
+        rows.append(f"| {name} | {steps} | {len(values)} | {mean:.4f} | {sd:.4f} {compared}|")
     return "\n".join(rows)
 
 
@@ -116,9 +154,18 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=None, help="PNG of the means and bands (none if not given)")
     parser.add_argument("--costs", type=Path, default=None, help="bench_mot.py table: time axis in baseline steps")
     parser.add_argument("--title", default="short track, mean over seeds", help="figure title")
+    parser.add_argument("--curve", nargs="+", type=Path, default=[],
+                        help="folders of baseline runs at other step counts: adds each variant's break-even cost")
     args = parser.parse_args(argv)
     runs = read_runs(args.folders)
-    print(results_table(runs, args.baseline))
+    curve = None
+    if args.curve:
+        intercept, slope, counts = baseline_curve(args.folders + args.curve, args.baseline)
+        curve = intercept, slope
+        steps = runs[args.baseline][0]["points"][-1][0] if args.baseline in runs else counts[-1]
+        print(f"{args.baseline} over {counts} steps: loss {intercept:.4f} {slope:+.3e} x steps; "
+              f"1 % of the time at {steps} steps is worth {-slope * steps / 100:.4f}")
+    print(results_table(runs, args.baseline, curve))
     if args.out:
         plot_bands(runs, args.out, args.title, read_costs(args.costs) if args.costs else None)
         print(f"wrote {args.out}")

@@ -1,6 +1,9 @@
 """records/plot.py reads train_gpt.py logs; records/bench_mot.py reads the profiler's totals; records/study.py's
 statistics over seeds; records/short_track.py at equal time."""
+import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -158,3 +161,67 @@ def test_study_table_groups_seeds_by_variant(tmp_path):
                                               .replace("step:100/", "step:90/"))
     with pytest.raises(SystemExit, match="the runs of cross end at different steps"):
         study.read_runs([tmp_path])
+
+
+def test_short_track_spreads_the_runs_over_gpus(tmp_path, monkeypatch):
+    import short_track
+    running, most, ran, lock = {}, {}, [], threading.Lock()
+
+    def fake_train(command, env=None, **kwargs):  # one train_gpt.py process: which GPU, how many at once
+        gpu, seed = env["CUDA_VISIBLE_DEVICES"], int(next(a for a in command if a.startswith("--seed="))[7:])
+        mot = "--use_mot=1" in command
+        with lock:
+            running[gpu] = running.get(gpu, 0) + 1
+            most[gpu] = max(most.get(gpu, 0), running[gpu])
+            ran.append((mot, seed, gpu, env["LOCAL_RANK"]))
+        time.sleep(0.2)
+        log = tmp_path / f"{mot}{seed}.log"
+        write_log(log, mot, seed, 5000, 10000)
+        with lock:
+            running[gpu] -= 1
+        return subprocess.CompletedProcess(command, 0, stdout=f"log: {log}\n", stderr="")
+
+    monkeypatch.setattr(short_track.subprocess, "run", fake_train)
+    out = tmp_path / "experiment"
+    short_track.main(["--data", str(tmp_path), "--out", str(out), "--variants", "baseline,cross",
+                      "--seeds", "0,1,2,3", "--gpus", "3,5", "--parallel", "2"])
+    assert sorted((mot, seed) for mot, seed, _, _ in ran) == [(m, s) for m in (False, True) for s in range(4)]
+    assert {gpu for _, _, gpu, _ in ran} == {"3", "5"} and {rank for _, _, _, rank in ran} == {"0"}
+    assert most == {"3": 2, "5": 2}  # two at a time on each GPU, never more
+    assert sorted(p.name for p in out.glob("*_seed*.txt")) == [f"{v}_seed{s}.txt" for v in ("baseline", "cross")
+                                                               for s in range(4)]
+    assert "'use_mot': True, 'seed': 2" in (out / "cross_seed2.txt").read_text()
+    with pytest.raises(SystemExit, match="--gpus comma-separated GPU indices"):
+        short_track.main(["--data", str(tmp_path), "--out", str(out), "--gpus", "cuda:0"])
+
+
+def test_a_cost_row_may_leave_the_time_unmeasured(tmp_path):
+    import short_track
+    (tmp_path / "costs.md").write_text("| variant | ms / micro-step | x baseline |\n| --- | --- | --- |\n"
+                                       "| baseline | 80.00 | 1.000 |\n| ngram_bigram | estimated | 1.052 |\n")
+    assert short_track.read_costs(tmp_path / "costs.md") == {"baseline": 1.0, "ngram_bigram": 1.052}
+
+
+def write_run(path, mot, seed, steps, final_loss):
+    """A log of the given length whose last validation is final_loss."""
+    text = LOG.format(mot=mot, seed=seed, t50=steps * 50, t100=steps * 100).replace("/100", f"/{steps}")
+    path.write_text(text.replace("step:100/", f"step:{steps}/").replace("val_loss:5.0000", f"val_loss:{final_loss}"))
+
+
+def test_break_even_cost_from_the_baselines_curve(tmp_path, capsys):
+    steps400, curve = tmp_path / "s400", [tmp_path / "s380", tmp_path / "s420"]
+    for folder in (steps400, *curve):
+        folder.mkdir()
+    for steps, folder in ((380, curve[0]), (400, steps400), (420, curve[1])):
+        for seed, offset in ((0, -0.01), (1, 0.01)):  # the baseline: 4.11 at 400 steps, 0.005 less per step
+            write_run(folder / f"baseline_seed{seed}.txt", False, seed, steps, round(6.11 - 0.005 * steps + offset, 4))
+    for seed, loss in ((0, 4.05), (1, 4.07)):  # 0.05 better at 400 steps: worth 10 baseline steps
+        write_run(steps400 / f"cross_seed{seed}.txt", True, seed, 400, loss)
+    study.main([str(steps400), "--curve", *map(str, curve)])
+    printed = capsys.readouterr().out
+    assert "baseline over [380, 400, 420] steps: loss 6.1100 -5.000e-03 x steps" in printed
+    assert "1 % of the time at 400 steps is worth 0.0200" in printed
+    assert "| baseline | 400 | 2 | 4.1100 | 0.0141 | | | 1.000 |" in printed
+    assert "| cross | 400 | 2 | 4.0600 | 0.0141 | -0.0500 |" in printed and printed.rstrip().endswith("| 1.025 |")
+    with pytest.raises(SystemExit, match="needs baseline runs of two lengths or more"):
+        study.main([str(steps400), "--curve", str(steps400)])
