@@ -99,7 +99,7 @@ class Hyperparameters:
     coordinate_descent_tuning: bool = False  # inductor kernel autotuning: compile took over 4.5 min on an H200 (DEVLOG)
     log_dir: str = "logs"  # where logs/<run id>.txt goes
     profile_steps: int = 0  # after the run, profile this many more steps on random tokens (table in the log)
-    bench_ranks: int = 0  # timing only: one GPU does one rank's share of Muon for this many ranks (wrong training)
+    bench_ranks: int = 0  # timing only: one GPU does one of N ranks' share of optimizers and table (wrong training)
     devlog: str = ""  # append the run's result line with this note to DEVLOG.md
     # checkpoints
     save_checkpoint: bool = False  # write a checkpoint when the run ends
@@ -555,6 +555,109 @@ class Muon(torch.optim.Optimizer):
             if params:
                 scale = max(1.0, params[0].size(-2) / params[0].size(-1)) ** 0.5
                 torch._foreach_add_(params, list(updates[:len(params)].float().unbind(0)), alpha=-lr * scale)
+
+
+# -----------------------------------------------------------------------------
+# Adam for the tables, head and scalars: each rank updates its own rows of the tables
+
+
+def pad_rows(t: Tensor, length: int) -> Tensor:
+    """t with zero rows appended up to length rows."""
+    return t if t.size(0) == length else F.pad(t, (0, 0, 0, length - t.size(0)))
+
+
+class RowShardedAdam(torch.optim.Adam):
+    """Adam where every matrix (the embedding tables and the head) is split by rows over the ranks: each rank
+    keeps Adam's state for its own rows and updates only them; the gradients are reduce-scattered onto
+    those rows and the updated rows all-gathered (a table whose rows the ranks do not divide is padded for
+    the exchange). The same arithmetic as Adam over the whole tensors, with 1/N of its work and state per
+    rank; the scalars stay whole. With share_only (timing one rank of N on one GPU), a rank updates its rows
+    and exchanges nothing. whole_state_dict and load_whole_state_dict keep checkpoints in one process's
+    layout on any number of ranks."""
+
+    def __init__(self, groups: list[dict], rank: int = 0, world_size: int = 1, share_only: bool = False, **options):
+        self.rank, self.world_size, self.share_only = rank, world_size, share_only
+        self.splits = []  # (this rank's rows as a view, the whole matrix, rows per rank)
+        self.pending = []  # all-gathers in flight: (handle, padded result or None, matrix)
+        for group in groups:
+            group["params"] = [self._own_rows(p) for p in group["params"]]
+        super().__init__(groups, **options)
+
+    def _own_rows(self, p: Tensor) -> Tensor:
+        share = -(-p.size(0) // self.world_size) if p.ndim == 2 else 0
+        if self.world_size == 1 or p.ndim != 2 or (self.world_size - 1) * share >= p.size(0):
+            return p  # a scalar, one rank, or a table too small for every rank to hold rows
+        rows = p.detach()[self.rank * share:(self.rank + 1) * share]
+        self.splits.append((rows, p, share))
+        return rows
+
+    def split_params(self) -> set[int]:
+        return {id(p) for _, p, _ in self.splits}
+
+    def split_grads(self) -> list[Tensor]:
+        return [rows.grad for rows, _, _ in self.splits]
+
+    def reduce_scatter_grads(self) -> list:
+        """Gives each split view its rows' gradient summed over the ranks; returns the pending handles."""
+        handles = []
+        for rows, p, share in self.splits:
+            if self.share_only:
+                rows.grad = p.grad[self.rank * share:self.rank * share + rows.size(0)]
+                continue
+            own = p.grad.new_empty((share, p.size(1)))
+            handles.append(reduce_scatter_single(own, pad_rows(p.grad, share * self.world_size), async_op=True))
+            rows.grad = own[:rows.size(0)]
+        return handles
+
+    def gather_rows(self) -> None:
+        """Starts the all-gathers that give every rank every updated row (finish_gather completes them)."""
+        for rows, p, share in self.splits:
+            rows.grad = None
+            if self.share_only:
+                continue
+            whole = share * self.world_size
+            padded = None if p.size(0) == whole else p.new_empty((whole, p.size(1)))
+            target = p.detach() if padded is None else padded
+            handle = all_gather_single(target, pad_rows(rows.clone(), share), async_op=True)
+            self.pending.append((handle, padded, p))
+
+    def finish_gather(self) -> None:
+        for handle, padded, p in self.pending:
+            handle.wait()
+            if padded is not None:
+                p.detach().copy_(padded[:p.size(0)])
+        self.pending = []
+
+    def _split_states(self, state: dict) -> tuple[dict, list[tuple[dict, Tensor, int]]]:
+        """A copy of a state dict whose entries may be replaced without touching the optimizer's or the
+        caller's, and the (entry, whole matrix, rows per rank) of every split parameter in it."""
+        state = dict(state, state={i: dict(entry) for i, entry in state["state"].items()})
+        index = {id(rows): (p, share) for rows, p, share in self.splits}
+        params = [p for group in self.param_groups for p in group["params"]]
+        return state, [(state["state"][i], *index[id(p)]) for i, p in enumerate(params)
+                       if id(p) in index and i in state["state"]]
+
+    def whole_state_dict(self) -> dict:
+        """state_dict with the split parameters' moments gathered to whole matrices (every rank calls)."""
+        if self.share_only:
+            return self.state_dict()
+        state, splits = self._split_states(self.state_dict())
+        for entry, p, share in splits:
+            for key, value in entry.items():
+                if value.ndim == 2:
+                    whole = value.new_empty((share * self.world_size, value.size(1)))
+                    all_gather_single(whole, pad_rows(value, share))
+                    entry[key] = whole[:p.size(0)]
+        return state
+
+    def load_whole_state_dict(self, state: dict) -> None:
+        """Loads a whole_state_dict, from any number of ranks, keeping this rank's rows of the moments."""
+        state, splits = self._split_states(state)
+        for entry, p, share in splits:
+            for key, value in entry.items():
+                if value.ndim == 2:
+                    entry[key] = value[self.rank * share:(self.rank + 1) * share].clone()
+        self.load_state_dict(state)
 
 
 # -----------------------------------------------------------------------------
@@ -1199,9 +1302,9 @@ def build_model(cfg: Hyperparameters, runtime: Runtime) -> GPT:
 
 
 def work_share(cfg: Hyperparameters, runtime: Runtime) -> tuple[int, int, bool]:
-    """Among how many ranks Muon's orthogonalization and the vocabulary table are split, this process's
-    rank, and whether the ranks exchange their results; with bench_ranks (timing one rank of a larger run
-    on one GPU), rank 0 of bench_ranks, exchanging nothing."""
+    """Among how many ranks Muon's orthogonalization, Adam's rows and the vocabulary table are split, this
+    process's rank, and whether the ranks exchange their results; with bench_ranks (timing one rank of a
+    larger run on one GPU), rank 0 of bench_ranks, exchanging nothing."""
     if cfg.bench_ranks:
         return 0, cfg.bench_ranks, False
     return runtime.rank, runtime.world_size, True
@@ -1213,12 +1316,13 @@ def build_optimizers(model: GPT, cfg: Hyperparameters, runtime: Runtime) -> list
     scalars = [p for p in model.parameters() if p.ndim < 2]
     taken = {id(p) for p in embeddings + head + scalars}
     hidden_matrices = [p for p in model.parameters() if id(p) not in taken]  # blocks' and byte matrices
-    adam = torch.optim.Adam([dict(params=head, lr=cfg.adam_head_lr), dict(params=embeddings, lr=cfg.adam_embed_lr),
-                             dict(params=scalars, lr=cfg.adam_scalar_lr)],
-                            betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
-                            fused=runtime.device.type == "cuda")
-    orthogonalize = torch.compile(newton_schulz) if runtime.compiled else newton_schulz
     rank, world_size, exchange = work_share(cfg, runtime)
+    adam = RowShardedAdam([dict(params=head, lr=cfg.adam_head_lr), dict(params=embeddings, lr=cfg.adam_embed_lr),
+                           dict(params=scalars, lr=cfg.adam_scalar_lr)],
+                          rank=rank, world_size=world_size, share_only=not exchange,
+                          betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
+                          fused=runtime.device.type == "cuda")
+    orthogonalize = torch.compile(newton_schulz) if runtime.compiled else newton_schulz
     muon = Muon(hidden_matrices, lr=cfg.muon_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps,
                 rank=rank, world_size=world_size, orthogonalize=orthogonalize, share_only=not exchange)
     for opt in (adam, muon):
@@ -1366,16 +1470,19 @@ def build_vocab_table(model: GPT, cfg: Hyperparameters, runtime: Runtime,
     return VocabTable(model, byte_table, runtime.device, rank, world_size, share_only=not exchange)
 
 
-def reduce_gradients(model: GPT, stats: Tensor, global_batch_seqs: int, runtime: Runtime) -> None:
-    """Sums gradients and stats over ranks, then scales the gradients to the global batch mean (a power of
-    two for the record's batch, so the scaling is exact)."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+def reduce_gradients(model: GPT, adam: RowShardedAdam, stats: Tensor, global_batch_seqs: int,
+                     runtime: Runtime) -> None:
+    """Sums gradients and stats over ranks (Adam's split tables: onto each rank's own rows), then scales the
+    gradients to the global batch mean (a power of two for the record's batch, so the scaling is exact)."""
+    split = adam.split_params()
+    grads = [p.grad for p in model.parameters() if p.grad is not None and id(p) not in split]
+    handles = adam.reduce_scatter_grads()
     if runtime.world_size > 1:
-        handles = [dist.all_reduce(g, async_op=True) for g in grads]
+        handles += [dist.all_reduce(g, async_op=True) for g in grads]
         handles.append(dist.all_reduce(stats, async_op=True))
-        for handle in handles:
-            handle.wait()
-    torch._foreach_mul_(grads, 1 / global_batch_seqs)
+    for handle in handles:
+        handle.wait()
+    torch._foreach_mul_(grads + adam.split_grads(), 1 / global_batch_seqs)
 
 
 def train_step(model: GPT, optimizers, batches, window: Tensor, step: int, cfg: Hyperparameters,
@@ -1388,10 +1495,13 @@ def train_step(model: GPT, optimizers, batches, window: Tensor, step: int, cfg: 
         vocab_table.backward()
     stop_vote = torch.full((), float(stop_requested), device=runtime.device)  # a fill, not a host copy
     stats = torch.stack([loss_sum / cfg.global_batch_seqs, stop_vote])
-    reduce_gradients(model, stats, cfg.global_batch_seqs, runtime)
+    adam, muon = optimizers
+    reduce_gradients(model, adam, stats, cfg.global_batch_seqs, runtime)
     set_schedules(optimizers, step, cfg)
-    for opt in optimizers:
-        opt.step()
+    adam.step()
+    adam.gather_rows()  # in flight during Muon's step
+    muon.step()
+    adam.finish_gather()
     model.zero_grad(set_to_none=True)
     return stats
 
@@ -1586,13 +1696,15 @@ def share_muon_state(muon: Muon, runtime: Runtime) -> None:
 def write_checkpoint(path: Path, step: int, train_ms: float, cfg: Hyperparameters, runtime: Runtime,
                      model: GPT, optimizers) -> None:
     """Rank 0 writes the run's state atomically (a temporary file, then a rename); all ranks must call."""
+    adam, muon = optimizers
     if step > 0:
-        share_muon_state(optimizers[-1], runtime)
+        share_muon_state(muon, runtime)
+    adam_state = adam.whole_state_dict()
     if not runtime.master:
         return
     state = dict(format=CHECKPOINT_FORMAT, step=step, train_ms=train_ms,
                  tokens_consumed=step * cfg.global_batch_seqs * cfg.seq_len, constants=dataclasses.asdict(cfg),
-                 model=model.state_dict(), optimizers=[opt.state_dict() for opt in optimizers],
+                 model=model.state_dict(), optimizers=[adam_state, muon.state_dict()],
                  cpu_rng=torch.get_rng_state(),
                  cuda_rng=torch.cuda.get_rng_state(runtime.device) if runtime.device.type == "cuda" else None)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1636,8 +1748,10 @@ def check_checkpoint_fits(state: dict, model: GPT, path: str) -> None:
 
 def restore(state: dict, model: GPT, optimizers, runtime: Runtime) -> None:
     model.load_state_dict(state["model"])
-    for opt, opt_state in zip(optimizers, state["optimizers"]):
-        opt.load_state_dict(opt_state)
+    adam, muon = optimizers
+    adam_state, muon_state = state["optimizers"]
+    adam.load_whole_state_dict(adam_state)
+    muon.load_state_dict(muon_state)
     torch.set_rng_state(state["cpu_rng"].cpu())
     if state["cuda_rng"] is not None and runtime.device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda_rng"].cpu(), runtime.device)

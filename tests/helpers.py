@@ -23,6 +23,13 @@ def cpu_runtime(rank: int = 0, world_size: int = 1):
                      embed_dtype=torch.float32)
 
 
+def scalar_adam(model, runtime):
+    """An Adam of the model's scalars alone, which splits nothing over the ranks: reduce_gradients with it
+    reduces every gradient whole."""
+    return T.RowShardedAdam([dict(params=[p for p in model.parameters() if p.ndim < 2])], runtime.rank,
+                            runtime.world_size)
+
+
 def randomized(model):
     """Every weight random: zero-initialized projections would hide leaks and wrong wiring."""
     with torch.no_grad():

@@ -10,7 +10,7 @@ import torch
 import train_gpt as T
 from conftest import ROOT
 from data.gpt2_tokenizer import load_gpt2_encoding, token_byte_table
-from helpers import cpu_runtime, randomized, rank0_result_over_gloo
+from helpers import cpu_runtime, randomized, rank0_result_over_gloo, scalar_adam
 
 VOCAB = 700
 EOT = VOCAB - 1
@@ -61,7 +61,7 @@ def step_gradients(model, batches, byte_table, runtime, use_table: bool):
     if use_table:
         vocab_table.backward()
     stats = loss[None] / (len(batches) * runtime.world_size)
-    T.reduce_gradients(model, stats, len(batches) * runtime.world_size, runtime)
+    T.reduce_gradients(model, scalar_adam(model, runtime), stats, len(batches) * runtime.world_size, runtime)
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     return stats.item(), grads, gathered
 
