@@ -595,12 +595,14 @@ class RowShardedAdam(torch.optim.Adam):
         return {id(p) for _, p, _ in self.splits}
 
     def split_grads(self) -> list[Tensor]:
-        return [rows.grad for rows, _, _ in self.splits]
+        return [rows.grad for rows, _, _ in self.splits if rows.grad is not None]
 
     def reduce_scatter_grads(self) -> list:
         """Gives each split view its rows' gradient summed over the ranks; returns the pending handles."""
         handles = []
         for rows, p, share in self.splits:
+            if p.grad is None:  # unused this step, on every rank alike
+                continue
             if self.share_only:
                 rows.grad = p.grad[self.rank * share:self.rank * share + rows.size(0)]
                 continue
