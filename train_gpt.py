@@ -587,9 +587,13 @@ class RowShardedAdam(torch.optim.Adam):
         share = -(-p.size(0) // self.world_size) if p.ndim == 2 else 0
         if self.world_size == 1 or p.ndim != 2 or (self.world_size - 1) * share >= p.size(0):
             return p  # a scalar, one rank, or a table too small for every rank to hold rows
-        rows = p.detach()[self.rank * share:(self.rank + 1) * share]
+        rows = p.detach()[self._mine(share)]
         self.splits.append((rows, p, share))
         return rows
+
+    def _mine(self, share: int) -> slice:
+        """This rank's rows of a matrix split into shares of share rows (the last rank's may be short)."""
+        return slice(self.rank * share, (self.rank + 1) * share)
 
     def split_params(self) -> set[int]:
         return {id(p) for _, p, _ in self.splits}
@@ -604,7 +608,7 @@ class RowShardedAdam(torch.optim.Adam):
             if p.grad is None:  # unused this step, on every rank alike
                 continue
             if self.share_only:
-                rows.grad = p.grad[self.rank * share:self.rank * share + rows.size(0)]
+                rows.grad = p.grad[self._mine(share)]
                 continue
             own = p.grad.new_empty((share, p.size(1)))
             handles.append(reduce_scatter_single(own, pad_rows(p.grad, share * self.world_size), async_op=True))
@@ -618,9 +622,11 @@ class RowShardedAdam(torch.optim.Adam):
             if self.share_only:
                 continue
             whole = share * self.world_size
-            padded = None if p.size(0) == whole else p.new_empty((whole, p.size(1)))
-            target = p.detach() if padded is None else padded
-            handle = all_gather_single(target, pad_rows(rows.clone(), share), async_op=True)
+            if p.size(0) == whole:  # into the matrix itself, from a copy of its rows
+                padded, handle = None, all_gather_single(p.detach(), rows.clone(), async_op=True)
+            else:
+                padded = p.new_empty((whole, p.size(1)))
+                handle = all_gather_single(padded, pad_rows(rows, share), async_op=True)
             self.pending.append((handle, padded, p))
 
     def finish_gather(self) -> None:
@@ -658,7 +664,7 @@ class RowShardedAdam(torch.optim.Adam):
         for entry, p, share in splits:
             for key, value in entry.items():
                 if value.ndim == 2:
-                    entry[key] = value[self.rank * share:(self.rank + 1) * share].clone()
+                    entry[key] = value[self._mine(share)].clone()
         self.load_state_dict(state)
 
 
