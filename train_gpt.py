@@ -1412,11 +1412,12 @@ class VocabTable:
     N ranks computes 1/N of the rows and gathers the others'; the table's gradient is summed over the
     ranks onto each rank's own rows, and the parameter gradients their backward leaves join the usual
     all-reduce. With share_only (timing one rank of N on one GPU, as Muon's), this rank's rows are
-    repeated instead of gathered."""
+    repeated instead of gathered. With recompute, the rows are computed without keeping the front end's
+    activations and computed again with them for the step's backward, so that no micro-step holds them."""
 
     def __init__(self, model: GPT, byte_table: np.ndarray, device: torch.device, rank: int, world_size: int,
-                 share_only: bool = False):
-        self.model, self.world_size, self.share_only = model, world_size, share_only
+                 share_only: bool = False, recompute: bool = False):
+        self.model, self.world_size, self.share_only, self.recompute = model, world_size, share_only, recompute
         self.share = 16 * -(-len(byte_table) // (16 * world_size))  # rows per rank, a multiple of 16
         self.first = rank * self.share
         rows = np.full((self.share, byte_table.shape[1]), PAD_BYTE, dtype=np.uint8)  # past the vocabulary: pads
@@ -1434,10 +1435,15 @@ class VocabTable:
         all_gather_single(table, own)
         return table
 
+    def _own_rows(self) -> Tensor:
+        return self.model.vocab_embedding(self.first, self.byte_rows)
+
     def forward(self) -> Tensor:
         """This step's table: a leaf whose .grad collects the micro-steps' gradients."""
-        self.own = self.model.vocab_embedding(self.first, self.byte_rows)
-        self.table = self._full(self.own.detach()).requires_grad_()
+        with torch.set_grad_enabled(not self.recompute):
+            own = self._own_rows()
+        self.own = None if self.recompute else own
+        self.table = self._full(own.detach()).requires_grad_()
         return self.table
 
     def backward(self) -> None:
@@ -1445,14 +1451,15 @@ class VocabTable:
         grad = self.table.grad
         own_grad = grad[:self.share]
         if self.world_size > 1 and not self.share_only:
-            own_grad = torch.empty_like(self.own)
+            own_grad = torch.empty_like(own_grad)
             reduce_scatter_single(own_grad, grad)
-        self.own.backward(own_grad)
+        own = self._own_rows() if self.recompute else self.own
+        own.backward(own_grad)
         self.own = self.table = None
 
     @torch.no_grad()
     def evaluate(self) -> Tensor:
-        return self._full(self.model.vocab_embedding(self.first, self.byte_rows))
+        return self._full(self._own_rows())
 
 
 def accumulate_gradients(model: GPT, batches, window: Tensor, micro_steps: int,
@@ -1471,11 +1478,15 @@ def accumulate_gradients(model: GPT, batches, window: Tensor, micro_steps: int,
 
 def build_vocab_table(model: GPT, cfg: Hyperparameters, runtime: Runtime,
                       byte_table: np.ndarray | None) -> VocabTable | None:
-    """The front end's vocabulary table where uses_vocab_table says so, split as Muon's work is."""
+    """The front end's vocabulary table where uses_vocab_table says so, split as Muon's work is; recomputed
+    for the backward where it serves several micro-steps, whose peak memory would otherwise carry its
+    activations (one more forward of this rank's rows per step)."""
     if not uses_vocab_table(cfg):
         return None
     rank, world_size, exchange = work_share(cfg, runtime)
-    return VocabTable(model, byte_table, runtime.device, rank, world_size, share_only=not exchange)
+    micro_steps = cfg.global_batch_seqs // runtime.world_size
+    return VocabTable(model, byte_table, runtime.device, rank, world_size, share_only=not exchange,
+                      recompute=micro_steps > 1)
 
 
 def reduce_gradients(model: GPT, adam: RowShardedAdam, stats: Tensor, global_batch_seqs: int,

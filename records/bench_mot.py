@@ -16,6 +16,11 @@ machine. The transformer's compiled graph is cached on disk, so the first varian
 2 minutes on an H200 and later ones for 10-36 s. Run nothing else on the machine while timing.
 --baseline_ms supplies the denominator when the baseline ran in another command.
 
+--against DIR times every variant in another checkout as well (an older commit: `git worktree add DIR
+COMMIT`), on the same GPU in the same command, the two runs of a variant one after the other (their order
+alternating from variant to variant); each tree's ratios are to its own baseline, and a last table gives
+this tree's time over the other's, per variant.
+
 --ranks N estimates the step of one rank of an N-GPU run on one GPU: one micro-step per optimizer step and
 1/N of Muon's Newton-Schulz work (train_gpt.py's bench_ranks; no communication, and the training itself is
 wrong: only this rank's matrices move), so ms per micro-step is the predicted step time of the N-GPU run
@@ -76,20 +81,20 @@ def select_variants(text: str, variants: dict) -> list[str]:
     return names
 
 
-def train_command(data: Path, name: str, *flags: str) -> list[str]:
-    """The train_gpt.py command line on the NAME_train_* and NAME_val_* shards in data, then flags."""
-    return [sys.executable, str(ROOT / "train_gpt.py"), f"--train_files={data}/{name}_train_*.bin",
+def train_command(data: Path, name: str, *flags: str, root: Path = ROOT) -> list[str]:
+    """root's train_gpt.py command line on the NAME_train_* and NAME_val_* shards in data, then flags."""
+    return [sys.executable, str(root / "train_gpt.py"), f"--train_files={data}/{name}_train_*.bin",
             f"--val_files={data}/{name}_val_*.bin", *flags]
 
 
-def run_variant(name: str, args, log_dir: Path) -> dict:
+def run_variant(name: str, args, log_dir: Path, root: Path = ROOT) -> dict:
     rank_share = [f"--bench_ranks={args.ranks}"] if args.ranks else []
     command = train_command(args.data, "wiki", "--val_tokens=262144", f"--global_batch_seqs={args.micro_steps}",
                             f"--stop_step={args.steps}", "--val_loss_every=0", "--warmup_steps=1",
                             f"--log_dir={log_dir}", f"--profile_steps={args.profile_steps}", *rank_share,
-                            *VARIANTS[name], *args.extra.split())
+                            *VARIANTS[name], *args.extra.split(), root=root)
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=root)
         output = result.stdout + result.stderr
     except subprocess.TimeoutExpired:
         return dict(error=f"timed out after {args.timeout}s")
@@ -114,29 +119,68 @@ def main(argv=None):
     parser.add_argument("--ranks", type=int, default=0,
                         help="estimate one rank of an N-GPU run: 1 micro-step per step, 1/N of Muon's work")
     parser.add_argument("--extra", default="", help="more train_gpt.py arguments for every variant")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another checkout (an older commit) whose train_gpt.py runs every variant too")
     args = parser.parse_args(argv)
     if args.ranks:
         args.micro_steps = 1
     args.data, args.log_dir = Path(args.data).resolve(), Path(args.log_dir).resolve()  # runs start in the repo root
+    if args.against is not None:
+        args.against = args.against.resolve()
+        if not (args.against / "train_gpt.py").is_file():
+            raise SystemExit(f"error: --against {args.against} holds no train_gpt.py; give a whole checkout "
+                             "(git worktree add DIR COMMIT)")
     names = select_variants(args.variants, VARIANTS)
-    results = {}
-    for name in names:
-        results[name] = run_variant(name, args, Path(args.log_dir))
-        print(f"{name}: {results[name]}", flush=True)
-    base = args.baseline_ms or results.get("baseline", {}).get("ms")
-    base_kernel = results.get("baseline", {}).get("kernel_ms")
+    results = run_trees(names, args)
     regime = f"one rank of {args.ranks} GPUs (1/{args.ranks} of Muon, no communication)" if args.ranks else ""
     print(f"\n{args.micro_steps} micro-steps per optimizer step {regime}".rstrip())
-    print("\n| variant | ms / micro-step | x baseline | kernel ms / micro-step | x baseline | peak MiB | compile s | val loss |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, r in results.items():
+    print(results_table(results, args.baseline_ms))
+    if args.against is not None:
+        print(against_table(results, names, "@" + args.against.name))
+
+
+def run_trees(names: list[str], args) -> dict[str, dict]:
+    """Each variant's measurements, keyed by its name (this tree) and by name@DIR (--against's tree); the
+    two runs of a variant follow each other, their order alternating over the variants."""
+    trees = [(ROOT, "")] + ([(args.against, "@" + args.against.name)] if args.against is not None else [])
+    results = {}
+    for index, name in enumerate(names):
+        for root, tag in trees if index % 2 == 0 else trees[::-1]:
+            results[name + tag] = run_variant(name, args, args.log_dir, root)
+            print(f"{name + tag}: {results[name + tag]}", flush=True)
+    return {label: results[label] for name in names for label in results if label.split("@")[0] == name}
+
+
+def results_table(results: dict[str, dict], baseline_ms: float | None = None) -> str:
+    """The markdown table of every run, each divided by the baseline of its own tree (--baseline_ms: this
+    tree's baseline measured in another command)."""
+    rows = ["\n| variant | ms / micro-step | x baseline | kernel ms / micro-step | x baseline | peak MiB | compile s "
+            "| val loss |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for label, r in results.items():
         if "error" in r:
-            print(f"| {name} | {r['error']} | | | | | | |")
+            rows.append(f"| {label} | {r['error']} | | | | | | |")
             continue
+        tag = label[len(label.split("@")[0]):]
+        own_baseline = results.get("baseline" + tag, {})
+        base = own_baseline.get("ms") if tag else baseline_ms or own_baseline.get("ms")
+        base_kernel = own_baseline.get("kernel_ms")
         ratio = f"{r['ms'] / base:.3f}" if base else "n/a"
         kernel_ratio = f"{r['kernel_ms'] / base_kernel:.3f}" if base_kernel else "n/a"
-        print(f"| {name} | {r['ms']:.2f} | {ratio} | {r['kernel_ms']:.2f} | {kernel_ratio} | {r['peak_mib']:.0f} "
-              f"| {r['compile_s']:.0f} | {r['val_loss']:.4f} |")
+        rows.append(f"| {label} | {r['ms']:.2f} | {ratio} | {r['kernel_ms']:.2f} | {kernel_ratio} | "
+                    f"{r['peak_mib']:.0f} | {r['compile_s']:.0f} | {r['val_loss']:.4f} |")
+    return "\n".join(rows)
+
+
+def against_table(results: dict[str, dict], names: list[str], tag: str) -> str:
+    """Per variant, this tree's wall clock and kernel time over the other tree's."""
+    rows = [f"\n| variant | ms, this tree / {tag[1:]} | kernel ms, this tree / {tag[1:]} |", "| --- | --- | --- |"]
+    for name in names:
+        new, old = results[name], results[name + tag]
+        if "error" in new or "error" in old:
+            rows.append(f"| {name} | failed | |")
+            continue
+        rows.append(f"| {name} | {new['ms'] / old['ms']:.3f} | {new['kernel_ms'] / old['kernel_ms']:.3f} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

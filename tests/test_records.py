@@ -102,6 +102,33 @@ def test_bench_estimates_one_rank_of_a_larger_run(monkeypatch, capsys, tmp_path)
     assert "| baseline | 90.00 | 1.000 | 85.00 | 1.000 |" in out
 
 
+def test_bench_times_another_checkout_beside_this_one(monkeypatch, capsys, tmp_path):
+    """--against runs every variant in both trees, one after the other on alternating order, each divided by
+    its own tree's baseline, and a last table of this tree over the other."""
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "train_gpt.py").write_text("")
+    runs = []
+
+    def fake_run(command, **kwargs):
+        tree = "old" if command[1] == str(old / "train_gpt.py") else "new"
+        assert kwargs["cwd"] == (old if tree == "old" else bench_mot.ROOT)
+        runs.append((tree, "--use_mot=1" in command))
+        ms = {("new", False): 90.0, ("new", True): 99.0, ("old", False): 100.0, ("old", True): 120.0}[runs[-1]]
+        text = FAKE_RUN.format(step=ms, micro=ms, kernel=f"{ms - 10}ms")
+        return bench_mot.subprocess.CompletedProcess(command, 0, stdout=text, stderr="")
+
+    monkeypatch.setattr(bench_mot.subprocess, "run", fake_run)
+    bench_mot.main(["--data", str(tmp_path), "--variants", "baseline,cross", "--ranks", "8", "--against", str(old)])
+    assert runs == [("new", False), ("old", False), ("old", True), ("new", True)]
+    out = capsys.readouterr().out
+    assert "| cross | 99.00 | 1.100 | 89.00 | 1.113 |" in out
+    assert "| cross@old | 120.00 | 1.200 | 110.00 | 1.222 |" in out
+    assert "| baseline | 0.900 | 0.889 |" in out and "| cross | 0.825 | 0.809 |" in out
+    with pytest.raises(SystemExit, match="holds no train_gpt.py"):
+        bench_mot.main(["--data", str(tmp_path), "--against", str(tmp_path / "missing")])
+
+
 def test_short_track_runs_each_variant_and_seed_at_equal_time_and_plots(tmp_path, capsys, monkeypatch):
     import short_track
     monkeypatch.chdir(tmp_path)  # relative --out and --data are taken from here, not from the runs' directory

@@ -47,12 +47,13 @@ def setup(flags: list[str]):
     return cfg, model, byte_table, sequences
 
 
-def step_gradients(model, batches, byte_table, runtime, use_table: bool):
+def step_gradients(model, batches, byte_table, runtime, use_table: bool, recompute: bool = False):
     """One step's mean loss over the ranks, every parameter's reduced gradient, and the table if used."""
     model.zero_grad()
     vocab_table = table = None
     if use_table:
-        vocab_table = T.VocabTable(model, byte_table, runtime.device, runtime.rank, runtime.world_size)
+        vocab_table = T.VocabTable(model, byte_table, runtime.device, runtime.rank, runtime.world_size,
+                                   recompute=recompute)
         table = vocab_table.forward()
         if not T.uses_bytes(model.cfg):  # the loader then reads no byte rows
             batches = [batch[:2] for batch in batches]
@@ -141,7 +142,7 @@ def two_rank_step(rank: int, world_size: int):
     T.EOT_TOKEN = EOT  # a spawned process
     cfg, model, byte_table, sequences = setup(FRONT_ENDS["two_layers_mlp_pool2"])
     batches = sequences[rank * MICRO_STEPS:(rank + 1) * MICRO_STEPS]
-    return step_gradients(model, batches, byte_table, cpu_runtime(rank, world_size), use_table=True)
+    return step_gradients(model, batches, byte_table, cpu_runtime(rank, world_size), use_table=True, recompute=True)
 
 
 def test_two_processes_share_the_table_and_take_the_same_step(small_vocabulary, tmp_path):
@@ -153,6 +154,34 @@ def test_two_processes_share_the_table_and_take_the_same_step(small_vocabulary, 
     assert_same_step(one, two)
     torch.testing.assert_close(two[2][:VOCAB], one[2][:VOCAB], rtol=1e-9, atol=1e-9)
     assert T.VocabTable(model, byte_table, torch.device("cpu"), 1, 2).first == len(two[2]) // 2
+
+
+def saved_by_forward(vocab_table) -> int:
+    """How many tensors the table's forward keeps for the backward."""
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        vocab_table.forward()
+    return len(saved)
+
+
+@pytest.mark.parametrize("front_end", ["cross", "two_layers_mlp_pool2"])
+def test_a_recomputed_table_keeps_no_activations_and_takes_the_same_step(small_vocabulary, front_end):
+    """Serving several micro-steps, the table's rows are computed without the front end's activations and
+    again with them for the step's backward: nothing is kept between, and the step is the same bit for bit."""
+    cfg, model, byte_table, sequences = setup(FRONT_ENDS[front_end])
+    kept = step_gradients(model, sequences[:MICRO_STEPS], byte_table, cpu_runtime(), use_table=True)
+    recomputed = step_gradients(model, sequences[:MICRO_STEPS], byte_table, cpu_runtime(), use_table=True,
+                                recompute=True)
+    assert recomputed[0] == kept[0] and torch.equal(recomputed[2], kept[2])
+    assert set(recomputed[1]) == set(kept[1])
+    for name, grad in kept[1].items():
+        assert torch.equal(recomputed[1][name], grad), name
+    build = lambda seqs: T.build_vocab_table(  # noqa: E731
+        model, T.parse_args(["--smoke", "--use_mot=1", "--mot_vocab_table=1", f"--global_batch_seqs={seqs}",
+                           *FRONT_ENDS[front_end]]),
+        cpu_runtime(), byte_table)
+    assert not build(1).recompute and build(4).recompute  # one micro-step per step holds nothing over
+    assert saved_by_forward(build(1)) > 10 and saved_by_forward(build(4)) == 0
 
 
 def test_the_table_is_chosen_where_it_computes_the_same_function():
