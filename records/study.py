@@ -13,11 +13,14 @@ steps: the time of the benchmark's regime, which runs that shared a GPU do not m
 --curve fits a line to the final loss of the baseline's runs against their steps (those in DIR and in the
 --curve folders, baseline runs at other --steps) and adds each variant's break-even cost: the baseline
 steps that reach the variant's mean loss, over the variant's steps. A variant whose cost per step is below
-it is ahead at equal time. The line is a local approximation: keep the lengths near the variants'.
+it is ahead at equal time. Its 95 % interval joins the uncertainty of the variant's mean (its seeds) and of
+the line (its residuals, more than two baseline runs); it assumes the line, a local approximation: keep the
+lengths near the variants'.
 """
 import argparse
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import plot
@@ -80,9 +83,36 @@ def read_runs(folders: list[Path]) -> dict[str, list[dict]]:
     return runs
 
 
-def baseline_curve(folders: list[Path], baseline: str) -> tuple[float, float, list[int]]:
-    """Least-squares line of the final validation loss against the number of steps over every baseline run
-    in folders, whatever its length: intercept, slope, and the step counts it rests on."""
+@dataclass
+class Line:
+    """Least-squares line of the final loss against the steps, and what its uncertainty needs: the mean
+    step count and loss of its points, their spread in steps (Sxx), the residual variance and its points."""
+    intercept: float
+    slope: float
+    mean_steps: float
+    mean_loss: float
+    sxx: float
+    residual_var: float
+    points: int
+
+    def steps_at(self, loss: float) -> float:
+        return (loss - self.intercept) / self.slope
+
+
+def fit_line(points: list[tuple[int, float]]) -> Line:
+    mean_steps = sum(steps for steps, _ in points) / len(points)
+    mean_loss = sum(loss for _, loss in points) / len(points)
+    sxx = sum((steps - mean_steps) ** 2 for steps, _ in points)
+    slope = sum((steps - mean_steps) * (loss - mean_loss) for steps, loss in points) / sxx
+    intercept = mean_loss - slope * mean_steps
+    residuals = sum((loss - intercept - slope * steps) ** 2 for steps, loss in points)
+    residual_var = residuals / (len(points) - 2) if len(points) > 2 else float("nan")
+    return Line(intercept, slope, mean_steps, mean_loss, sxx, residual_var, len(points))
+
+
+def baseline_curve(folders: list[Path], baseline: str) -> tuple[Line, list[int]]:
+    """The line of the final validation loss against the number of steps over every baseline run in
+    folders, whatever its length, and the step counts it rests on."""
     points = []
     for folder in folders:
         for path in sorted(folder.glob(f"{baseline}_seed*.txt")):
@@ -92,26 +122,40 @@ def baseline_curve(folders: list[Path], baseline: str) -> tuple[float, float, li
     if len(counts) < 2:
         raise SystemExit(f"error: the baseline's curve needs {baseline} runs of two lengths or more (found "
                          f"{counts or 'none'}); add --curve folders of {baseline} runs at other --steps")
-    mean_steps = sum(steps for steps, _ in points) / len(points)
-    mean_loss = sum(loss for _, loss in points) / len(points)
-    slope = (sum((steps - mean_steps) * (loss - mean_loss) for steps, loss in points)
-             / sum((steps - mean_steps) ** 2 for steps, _ in points))
-    if slope >= 0:
+    line = fit_line(points)
+    if line.slope >= 0:
         raise SystemExit(f"error: the baseline's final loss does not fall with its steps over {counts}; "
                          "no exchange rate between time and loss (more seeds or lengths further apart)")
-    return mean_loss - slope * mean_steps, slope, counts
+    return line, counts
 
 
-def results_table(runs: dict[str, list[dict]], baseline: str, curve: tuple[float, float] | None = None) -> str:
+def break_even(line: Line, values: list[float], steps: int, level: float = 0.95) -> tuple[float, float, float]:
+    """The baseline steps that reach the mean of values, over steps, with its confidence interval: the
+    variance of the steps read off the line from the values' standard error and from the line's own (its
+    mean and its slope), each with its degrees of freedom (Welch-Satterthwaite), as a t interval."""
+    mean, sd = mean_std(values)
+    cost = line.steps_at(mean) / steps
+    from_values = sd ** 2 / len(values) / line.slope ** 2
+    from_line = line.residual_var / line.slope ** 2 * (
+        1 / line.points + (mean - line.mean_loss) ** 2 / (line.slope ** 2 * line.sxx))
+    variance = from_values + from_line
+    if variance == 0:
+        return cost, cost, cost
+    dof = variance ** 2 / (from_values ** 2 / (len(values) - 1) + from_line ** 2 / (line.points - 2))
+    half = student_t_quantile(1 - (1 - level) / 2, dof) * math.sqrt(variance) / steps
+    return cost, cost - half, cost + half
+
+
+def results_table(runs: dict[str, list[dict]], baseline: str, line: Line | None = None) -> str:
     """Per variant: steps, seeds, mean and std of the final loss, the difference to the baseline with its
-    Welch interval; with the baseline's curve (intercept, slope), the break-even cost: the baseline steps
+    Welch interval; with the baseline's line, the break-even cost and its interval: the baseline steps
     that reach the variant's mean loss over the variant's steps, the cost per step below which it is ahead
     at equal time."""
     finals = {name: [log["points"][-1][2] for log in logs] for name, logs in runs.items()}
     rows = [f"| variant | steps | seeds | mean val loss | std | minus {baseline} | 95 % interval (Welch) |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
-    if curve:
-        rows = [rows[0] + " break-even cost |", rows[1] + " --- |"]
+    if line:
+        rows = [rows[0] + " break-even cost | 95 % interval |", rows[1] + " --- | --- |"]
     for name, values in finals.items():
         mean, sd = mean_std(values)
         steps = runs[name][0]["points"][-1][0]
@@ -119,9 +163,10 @@ def results_table(runs: dict[str, list[dict]], baseline: str, curve: tuple[float
         if name != baseline and baseline in finals and min(len(values), len(finals[baseline])) > 1:
             diff, low, high = welch_interval(values, finals[baseline])
             compared = f"| {diff:+.4f} | [{low:+.4f}, {high:+.4f}] "
-        if curve:
-            intercept, slope = curve
-            compared += f"| {(mean - intercept) / slope / steps:.3f} "
+        if line:
+            cost, low, high = break_even(line, values, steps)
+            known = name != baseline and len(values) > 1 and line.points > 2
+            compared += f"| {cost:.3f} | " + (f"[{low:.3f}, {high:.3f}] " if known else "")
         rows.append(f"| {name} | {steps} | {len(values)} | {mean:.4f} | {sd:.4f} {compared}|")
     return "\n".join(rows)
 
@@ -158,14 +203,13 @@ def main(argv=None):
                         help="folders of baseline runs at other step counts: adds each variant's break-even cost")
     args = parser.parse_args(argv)
     runs = read_runs(args.folders)
-    curve = None
+    line = None
     if args.curve:
-        intercept, slope, counts = baseline_curve(args.folders + args.curve, args.baseline)
-        curve = intercept, slope
+        line, counts = baseline_curve(args.folders + args.curve, args.baseline)
         steps = runs[args.baseline][0]["points"][-1][0] if args.baseline in runs else counts[-1]
-        print(f"{args.baseline} over {counts} steps: loss {intercept:.4f} {slope:+.3e} x steps; "
-              f"1 % of the time at {steps} steps is worth {-slope * steps / 100:.4f}")
-    print(results_table(runs, args.baseline, curve))
+        print(f"{args.baseline} over {counts} steps: loss {line.intercept:.4f} {line.slope:+.3e} x steps; "
+              f"1 % of the time at {steps} steps is worth {-line.slope * steps / 100:.4f}")
+    print(results_table(runs, args.baseline, line))
     if args.out:
         plot_bands(runs, args.out, args.title, read_costs(args.costs) if args.costs else None)
         print(f"wrote {args.out}")

@@ -249,6 +249,14 @@ def test_break_even_cost_from_the_baselines_curve(tmp_path, capsys):
     assert "baseline over [380, 400, 420] steps: loss 6.1100 -5.000e-03 x steps" in printed
     assert "1 % of the time at 400 steps is worth 0.0200" in printed
     assert "| baseline | 400 | 2 | 4.1100 | 0.0141 | | | 1.000 |" in printed
-    assert "| cross | 400 | 2 | 4.0600 | 0.0141 | -0.0500 |" in printed and printed.rstrip().endswith("| 1.025 |")
+    # the interval, in steps squared: the two losses' standard error over the slope, 0.0001 / 0.005 ** 2 = 4;
+    # the line's residuals (+-0.01, 4 degrees of freedom: 0.00015) over the slope squared, times 1/6 for its
+    # mean and 0.05 ** 2 / (0.005 ** 2 * 1600) for its slope: 1.375
+    dof = (4 + 1.375) ** 2 / (4 ** 2 / 1 + 1.375 ** 2 / 4)
+    half = study.student_t_quantile(0.975, dof) * (4 + 1.375) ** 0.5 / 400
+    assert "| cross | 400 | 2 | 4.0600 | 0.0141 | -0.0500 |" in printed
+    assert printed.rstrip().endswith(f"| 1.025 | [{1.025 - half:.3f}, {1.025 + half:.3f}] |")
+    exact = study.fit_line([(380, 4.21), (400, 4.11), (420, 4.01)])  # no noise anywhere: no width
+    assert study.break_even(exact, [4.06, 4.06], 400) == pytest.approx((1.025, 1.025, 1.025))
     with pytest.raises(SystemExit, match="needs baseline runs of two lengths or more"):
         study.main([str(steps400), "--curve", str(steps400)])
