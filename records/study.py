@@ -100,6 +100,7 @@ class Line:
 
 
 def fit_line(points: list[tuple[int, float]]) -> Line:
+    """The least-squares line through (steps, final loss) points."""
     mean_steps = sum(steps for steps, _ in points) / len(points)
     mean_loss = sum(loss for _, loss in points) / len(points)
     sxx = sum((steps - mean_steps) ** 2 for steps, _ in points)

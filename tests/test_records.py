@@ -103,7 +103,7 @@ def test_bench_estimates_one_rank_of_a_larger_run(monkeypatch, capsys, tmp_path)
 
 
 def test_bench_times_another_checkout_beside_this_one(monkeypatch, capsys, tmp_path):
-    """--against runs every variant in both trees, one after the other on alternating order, each divided by
+    """--against runs every variant in both trees, one after the other in alternating order, each divided by
     its own tree's baseline, and a last table of this tree over the other."""
     old = tmp_path / "old"
     old.mkdir()
