@@ -21,6 +21,10 @@ COMMIT`), on the same GPU in the same command, the two runs of a variant one aft
 alternating from variant to variant); each tree's ratios are to its own baseline, and a last table gives
 this tree's time over the other's, per variant.
 
+--nproc N runs each variant on N GPUs of this host through torchrun, --micro_steps micro-steps on each per
+step (--micro_steps 1: the per-rank regime of the 8-GPU run, with its gradient exchange); times and kernel
+time are rank 0's, per micro-step.
+
 --ranks N estimates the step of one rank of an N-GPU run on one GPU: one micro-step per optimizer step and
 1/N of Muon's Newton-Schulz work (train_gpt.py's bench_ranks; no communication, and the training itself is
 wrong: only this rank's matrices move), so ms per micro-step is the predicted step time of the N-GPU run
@@ -89,10 +93,13 @@ def train_command(data: Path, name: str, *flags: str, root: Path = ROOT) -> list
 
 def run_variant(name: str, args, log_dir: Path, root: Path = ROOT) -> dict:
     rank_share = [f"--bench_ranks={args.ranks}"] if args.ranks else []
-    command = train_command(args.data, "wiki", "--val_tokens=262144", f"--global_batch_seqs={args.micro_steps}",
-                            f"--stop_step={args.steps}", "--val_loss_every=0", "--warmup_steps=1",
-                            f"--log_dir={log_dir}", f"--profile_steps={args.profile_steps}", *rank_share,
-                            *VARIANTS[name], *args.extra.split(), root=root)
+    command = train_command(args.data, "wiki", f"--val_tokens={262144 * args.nproc}",
+                            f"--global_batch_seqs={args.micro_steps * args.nproc}", f"--stop_step={args.steps}",
+                            "--val_loss_every=0", "--warmup_steps=1", f"--log_dir={log_dir}",
+                            f"--profile_steps={args.profile_steps}", *rank_share, *VARIANTS[name],
+                            *args.extra.split(), root=root)
+    if args.nproc > 1:
+        command[1:1] = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=root)
         output = result.stdout + result.stderr
@@ -119,9 +126,13 @@ def main(argv=None):
     parser.add_argument("--ranks", type=int, default=0,
                         help="estimate one rank of an N-GPU run: 1 micro-step per step, 1/N of Muon's work")
     parser.add_argument("--extra", default="", help="more train_gpt.py arguments for every variant")
+    parser.add_argument("--nproc", type=int, default=1, help="GPUs of this host, through torchrun")
     parser.add_argument("--against", type=Path, default=None,
                         help="another checkout (an older commit) whose train_gpt.py runs every variant too")
     args = parser.parse_args(argv)
+    if args.nproc < 1 or (args.ranks and args.nproc > 1):
+        raise SystemExit(f"error: --nproc {args.nproc} --ranks {args.ranks}: --nproc takes a count of GPUs; "
+                         "--ranks estimates one rank on one GPU, so give --nproc only without it")
     if args.ranks:
         args.micro_steps = 1
     args.data, args.log_dir = Path(args.data).resolve(), Path(args.log_dir).resolve()  # runs start in the repo root
@@ -133,6 +144,8 @@ def main(argv=None):
     names = select_variants(args.variants, VARIANTS)
     results = run_trees(names, args)
     regime = f"one rank of {args.ranks} GPUs (1/{args.ranks} of Muon, no communication)" if args.ranks else ""
+    if args.nproc > 1:
+        regime = f"on each of {args.nproc} GPUs (torchrun; rank 0's times)"
     print(f"\n{args.micro_steps} micro-steps per optimizer step {regime}".rstrip())
     print(results_table(results, args.baseline_ms))
     if args.against is not None:

@@ -102,6 +102,26 @@ def test_bench_estimates_one_rank_of_a_larger_run(monkeypatch, capsys, tmp_path)
     assert "| baseline | 90.00 | 1.000 | 85.00 | 1.000 |" in out
 
 
+def test_bench_runs_several_gpus_through_torchrun(monkeypatch, capsys, tmp_path):
+    commands = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        return bench_mot.subprocess.CompletedProcess(command, 0, stdout=FAKE_RUN.format(step=92.0, micro=92.0,
+                                                                                        kernel="88ms"), stderr="")
+
+    monkeypatch.setattr(bench_mot.subprocess, "run", fake_run)
+    bench_mot.main(["--data", str(tmp_path), "--variants", "baseline", "--nproc", "2", "--micro_steps", "1"])
+    command = commands[0]
+    assert command[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert command[5] == str(bench_mot.ROOT / "train_gpt.py")
+    assert "--global_batch_seqs=2" in command and "--val_tokens=524288" in command  # each rank: its own share
+    out = capsys.readouterr().out
+    assert "1 micro-steps per optimizer step on each of 2 GPUs" in out and "| baseline | 92.00 | 1.000 | 88.00 |" in out
+    with pytest.raises(SystemExit, match="give --nproc only without it"):
+        bench_mot.main(["--data", str(tmp_path), "--nproc", "2", "--ranks", "8"])
+
+
 def test_bench_times_another_checkout_beside_this_one(monkeypatch, capsys, tmp_path):
     """--against runs every variant in both trees, one after the other in alternating order, each divided by
     its own tree's baseline, and a last table of this tree over the other."""
