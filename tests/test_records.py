@@ -86,15 +86,21 @@ def test_bench_times_per_micro_step_and_divides_by_the_baseline(monkeypatch, cap
     assert "| cross | 110.00 | 1.100 | 110.00 | 1.100 | 30000 | 30 | 5.2000 |" in table
 
 
-def test_bench_estimates_one_rank_of_a_larger_run(monkeypatch, capsys, tmp_path):
+def fake_trainer(monkeypatch, ms: float, kernel: str) -> list[list[str]]:
+    """Every bench run prints ms per step (one micro-step) and the kernel total; returns their commands."""
     commands = []
 
     def fake_run(command, **kwargs):
         commands.append(command)
-        return bench_mot.subprocess.CompletedProcess(command, 0, stdout=FAKE_RUN.format(step=90.0, micro=90.0,
-                                                                                        kernel="85ms"), stderr="")
+        return bench_mot.subprocess.CompletedProcess(command, 0, stdout=FAKE_RUN.format(step=ms, micro=ms,
+                                                                                        kernel=kernel), stderr="")
 
     monkeypatch.setattr(bench_mot.subprocess, "run", fake_run)
+    return commands
+
+
+def test_bench_estimates_one_rank_of_a_larger_run(monkeypatch, capsys, tmp_path):
+    commands = fake_trainer(monkeypatch, 90.0, "85ms")
     bench_mot.main(["--data", str(tmp_path), "--variants", "baseline", "--ranks", "8"])
     assert "--global_batch_seqs=1" in commands[0] and "--bench_ranks=8" in commands[0]
     out = capsys.readouterr().out
@@ -103,14 +109,7 @@ def test_bench_estimates_one_rank_of_a_larger_run(monkeypatch, capsys, tmp_path)
 
 
 def test_bench_runs_several_gpus_through_torchrun(monkeypatch, capsys, tmp_path):
-    commands = []
-
-    def fake_run(command, **kwargs):
-        commands.append(command)
-        return bench_mot.subprocess.CompletedProcess(command, 0, stdout=FAKE_RUN.format(step=92.0, micro=92.0,
-                                                                                        kernel="88ms"), stderr="")
-
-    monkeypatch.setattr(bench_mot.subprocess, "run", fake_run)
+    commands = fake_trainer(monkeypatch, 92.0, "88ms")
     bench_mot.main(["--data", str(tmp_path), "--variants", "baseline", "--nproc", "2", "--micro_steps", "1"])
     command = commands[0]
     assert command[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
