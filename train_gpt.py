@@ -1309,6 +1309,11 @@ def build_model(cfg: Hyperparameters, runtime: Runtime) -> GPT:
 # Optimizers and schedules
 
 
+def micro_steps_per_rank(cfg: Hyperparameters, runtime: Runtime) -> int:
+    """Sequences, one per micro-step, that each rank runs per optimizer step."""
+    return cfg.global_batch_seqs // runtime.world_size
+
+
 def work_share(cfg: Hyperparameters, runtime: Runtime) -> tuple[int, int, bool]:
     """Among how many ranks Muon's orthogonalization, Adam's rows and the vocabulary table are split, this
     process's rank, and whether the ranks exchange their results; with bench_ranks (timing one rank of a
@@ -1484,9 +1489,8 @@ def build_vocab_table(model: GPT, cfg: Hyperparameters, runtime: Runtime,
     if not uses_vocab_table(cfg):
         return None
     rank, world_size, exchange = work_share(cfg, runtime)
-    micro_steps = cfg.global_batch_seqs // runtime.world_size
     return VocabTable(model, byte_table, runtime.device, rank, world_size, share_only=not exchange,
-                      recompute=micro_steps > 1)
+                      recompute=micro_steps_per_rank(cfg, runtime) > 1)
 
 
 def reduce_gradients(model: GPT, adam: RowShardedAdam, stats: Tensor, global_batch_seqs: int,
@@ -1509,7 +1513,7 @@ def train_step(model: GPT, optimizers, batches, window: Tensor, step: int, cfg: 
     """One optimizer step over the global batch. Returns, reduced over ranks without a host sync, a device
     tensor of the mean training loss and of how many ranks asked to stop."""
     table = vocab_table.forward() if vocab_table is not None else None
-    loss_sum = accumulate_gradients(model, batches, window, cfg.global_batch_seqs // runtime.world_size, table)
+    loss_sum = accumulate_gradients(model, batches, window, micro_steps_per_rank(cfg, runtime), table)
     if vocab_table is not None:
         vocab_table.backward()
     stop_vote = torch.full((), float(stop_requested), device=runtime.device)  # a fill, not a host copy
@@ -1996,7 +2000,7 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger, notes: list[str] 
     median = float("nan")
     if steady:
         median = float(np.median(steady))
-        micro = cfg.global_batch_seqs // runtime.world_size
+        micro = micro_steps_per_rank(cfg, runtime)
         first = start_step + len(step_ms) - len(steady) + 1
         log(f"final val_loss:{val_loss:.4f} train_time:{train_ms:.0f}ms median step:{median:.2f}ms "
             f"({median / micro:.2f}ms per micro-step, steps {first}-{start_step + len(step_ms)})")

@@ -161,7 +161,7 @@ def run_trees(names: list[str], args) -> dict[str, dict]:
         for root, tag in trees if index % 2 == 0 else trees[::-1]:
             results[name + tag] = run_variant(name, args, args.log_dir, root)
             print(f"{name + tag}: {results[name + tag]}", flush=True)
-    return {label: results[label] for name in names for label in results if label.split("@")[0] == name}
+    return {name + tag: results[name + tag] for name in names for _, tag in trees}  # this tree's run first
 
 
 def results_table(results: dict[str, dict], baseline_ms: float | None = None) -> str:
