@@ -144,6 +144,24 @@ def test_cross_attention_equals_masked_dense_attention():
     torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_within_token_attention_equals_causal_sdpa(dtype):
+    """Against PyTorch's causal attention in float64, with gradients; bfloat16 inputs keep a float32 softmax,
+    so they land within bfloat16's rounding of the inputs and output."""
+    g = torch.Generator().manual_seed(5)
+    q, k, v, grad = (torch.randn(7, 2, 16, 64, generator=g, dtype=torch.float64) for _ in range(4))
+    exact = [t.clone().requires_grad_() for t in (q, k, v)]
+    reference = torch.nn.functional.scaled_dot_product_attention(*exact, is_causal=True, scale=0.12)
+    reference.backward(grad)
+    inputs = [t.to(dtype).requires_grad_() for t in (q, k, v)]
+    out = T.within_token_attention(*inputs, 0.12)
+    out.backward(grad.to(dtype))
+    tolerance = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=0.02, atol=0.02)
+    for got, want in zip([out] + [t.grad for t in inputs], [reference] + [t.grad for t in exact]):
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), want, **tolerance)
+
+
 def test_slot_tables_equal_per_byte_keys_and_values(monkeypatch):
     """Without self-attention or pooling, keys and values come from (slot, value) tables; they and their
     gradients must equal those computed byte by byte."""
