@@ -95,6 +95,7 @@ class Hyperparameters:
     val_loss_every: int = 125  # validate every this many steps (0: only at the end)
     warmup_steps: int = 3  # compile warm-up steps on random tokens, undone before the clock starts
     seed: int = 0  # random seed of initialization
+    seed_count: int = 1  # train seeds seed .. seed + seed_count - 1 in this process, a log each: compiles once
     device: str = "auto"  # "cuda", "cpu", or "auto" (cuda when present)
     coordinate_descent_tuning: bool = False  # inductor kernel autotuning: compile took over 4.5 min on an H200 (DEVLOG)
     log_dir: str = "logs"  # where logs/<run id>.txt goes
@@ -1858,7 +1859,7 @@ def run_steps(cfg: Hyperparameters) -> int:
 POSITIVE = ("val_tokens", "seq_len", "val_seq_len", "global_batch_seqs", "model_dim", "num_heads", "head_dim",
             "attn_scale", "logit_cap", "attn_block_size", "window_max_tokens", "bytes_per_token", "byte_dim",
             "byte_heads", "byte_window_tokens", "byte_layers", "byte_pool", "num_iterations", "adam_eps",
-            "muon_ns_steps")
+            "muon_ns_steps", "seed_count")
 NOT_NEGATIVE = ("bigram_hash_rows", "byte_ngram_rows", "stop_step", "adam_head_lr", "adam_embed_lr", "adam_scalar_lr",
                 "muon_lr", "muon_momentum_warmup_steps", "val_loss_every", "warmup_steps", "profile_steps",
                 "bench_ranks", "save_every")
@@ -1897,6 +1898,9 @@ def check_config(cfg: Hyperparameters) -> None:
     if (cfg.byte_layers != 1 or cfg.byte_mlp) and not cfg.byte_self_attn:
         raise RunError(f"byte_layers={cfg.byte_layers}, byte_mlp={cfg.byte_mlp} shape the byte self-attention: "
                        "add --byte_self_attn=1 (or leave them at 1 and False)")
+    if cfg.seed_count > 1 and (cfg.resume or cfg.save_checkpoint or cfg.save_every or cfg.profile_steps):
+        raise RunError(f"seed_count={cfg.seed_count} with resume, checkpoints or profile_steps: those are for "
+                       "one run; leave seed_count at 1 (or run one process per seed)")
     if cfg.bytes_per_token % cfg.byte_pool:
         raise RunError(f"byte_pool={cfg.byte_pool} must divide bytes_per_token={cfg.bytes_per_token}")
     if cfg.bigram_hash_rows == 1:
@@ -1923,7 +1927,8 @@ def load_byte_table(cfg: Hyperparameters) -> np.ndarray:
     return token_byte_table(load_gpt2_encoding(), cfg.bytes_per_token, cfg.byte_align)
 
 
-def train(cfg: Hyperparameters, runtime: Runtime, log: Logger, notes: list[str] = ()) -> None:
+def write_header(log: Logger, cfg: Hyperparameters, runtime: Runtime, notes: list[str]) -> None:
+    """The log's opening: this script, the machine, every constant and those that differ from the file's."""
     log(Path(__file__).read_text(), console=False)
     log("=" * 100, console=False)
     log(environment_report(runtime), console=False)
@@ -1931,6 +1936,36 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger, notes: list[str] 
     log(f"changed constants (against the committed defaults): {changed_constants(cfg) or 'none'}")
     for note in notes:
         log(note)
+
+
+def seed_runs(cfg: Hyperparameters) -> list[Hyperparameters]:
+    """The runs of a process: seed_count of them, each the constants of a process of that one seed."""
+    return [dataclasses.replace(cfg, seed=cfg.seed + k, seed_count=1) for k in range(cfg.seed_count)]
+
+
+def seed_note(runs: list[Hyperparameters], index: int, first_log: Logger) -> list[str]:
+    """The log line that places a run among its process's seeds (none in a process of one seed)."""
+    if len(runs) == 1:
+        return []
+    compiled = "" if index == 0 else f", compiled by the first (log {first_log.path})"
+    return [f"seed {runs[index].seed}: run {index + 1} of {len(runs)} in this process{compiled}"]
+
+
+def start_from_seed(model: GPT, optimizers, initial_states: list[dict], cfg: Hyperparameters,
+                    runtime: Runtime) -> None:
+    """Puts the compiled model and the optimizers where a new process of cfg.seed starts training: the
+    weights of a model built with that seed, the optimizers' initial states."""
+    model.load_state_dict(build_model(cfg, runtime).state_dict())
+    for opt, state in zip(optimizers, initial_states):
+        opt.load_state_dict(state)
+
+
+def train(cfg: Hyperparameters, runtime: Runtime, log: Logger, notes: list[str] = ()) -> None:
+    """Builds, compiles and warms up the model once, then trains it once per seed of seed_runs, each run
+    with its own log (the first in log)."""
+    runs = seed_runs(cfg)
+    cfg = runs[0]
+    write_header(log, cfg, runtime, [*notes, *seed_note(runs, 0, log)])
     check_token_budget(cfg, runtime)
     byte_table = load_byte_table(cfg) if cfg.use_mot or uses_bytes(cfg) else None
     if uses_bytes(cfg):
@@ -1951,7 +1986,20 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger, notes: list[str] 
     warm_up(model, optimizers, cfg, runtime, windows, log, byte_table, vocab_table)
     synchronize(runtime)
     log(f"warm-up and compile: {time.perf_counter() - compile_start:.1f}s")
+    initial_states = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
+    first_log = log
+    for index, run_cfg in enumerate(runs):
+        if index:
+            log = Logger(run_cfg, runtime)
+            write_header(log, run_cfg, runtime, [*notes, *seed_note(runs, index, first_log)])
+            start_from_seed(model, optimizers, initial_states, run_cfg, runtime)
+        train_run(model, optimizers, run_cfg, runtime, log, windows, byte_table, vocab_table, resumed)
 
+
+def train_run(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, log: Logger, windows: WindowTensors,
+              byte_table: np.ndarray | None, vocab_table: VocabTable | None, resumed: dict | None) -> None:
+    """One training run from the model's and optimizers' present state (or from resumed): the steps,
+    validations and checkpoints, the final report and the result line."""
     stream = open_stream(cfg, cfg.train_files, "training")
     start_step, train_ms = 0, 0.0
     if resumed is not None:

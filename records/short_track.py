@@ -1,12 +1,14 @@
 """Runs the short track (one GPU, 400 steps of one 48K-token micro-step, schedules scaled) for several
 variants and seeds, one train_gpt.py process each (--parallel of them at a time on the GPU, or on each GPU
-of --gpus, each taking the next run as one ends); copies each log to OUT/<variant>_seed<k>.txt, then draws
+of --gpus, each taking the next run as one ends; --seeds_per_process K trains up to K consecutive seeds of a
+variant in one process, compiled once); copies each log to OUT/<variant>_seed<k>.txt, then draws
 OUT/val_loss.png and prints the comparison table (records/plot.py; records/study.py gives the statistics
 over seeds).
 
     python records/short_track.py --data DIR --out records/<date>_<name> [--variants baseline,self_w16] [--seeds 0,1]
     python records/short_track.py ... --equal_time COSTS.md      # each variant gets the baseline's time
     python records/short_track.py ... --gpus 0,1,2,3 --parallel 2  # two runs at a time on each of four GPUs
+    python records/short_track.py ... --seeds 0,1,2,3 --seeds_per_process 2  # two processes per variant
 
 DIR holds shards from data/fineweb.py (NAME_train_*.bin, NAME_val_*.bin and their byte shards). With
 --equal_time, COSTS.md holds records/bench_mot.py's table (its "x baseline" column: the variant's wall
@@ -57,26 +59,40 @@ def steps_for(name: str, args) -> int:
     return round(args.steps / args.costs[name])
 
 
-def run(name: str, seed: int, args, gpu: str | None = None) -> Path:
-    """Trains one variant with one seed, on this process's GPU or, given gpu, on that GPU alone (the run
-    sees it as its only device); returns the path of its copied log."""
-    command = train_command(args.data, args.name, *SHORT_TRACK, *schedule(steps_for(name, args)), f"--seed={seed}",
-                            f"--log_dir={args.out / 'logs'}", *VARIANTS[name], *args.extra.split())
+def seed_groups(seeds: list[int], size: int) -> list[list[int]]:
+    """The seeds in runs of consecutive values, at most size each: what one train_gpt.py process trains
+    (its seed and seed_count)."""
+    groups = []
+    for seed in seeds:
+        if groups and len(groups[-1]) < size and seed == groups[-1][-1] + 1:
+            groups[-1].append(seed)
+        else:
+            groups.append([seed])
+    return groups
+
+
+def run(name: str, seeds: list[int], args, gpu: str | None = None) -> list[Path]:
+    """Trains one variant with consecutive seeds in one process, on this process's GPU or, given gpu, on
+    that GPU alone (the run sees it as its only device); returns the paths of the copied logs, by seed."""
+    command = train_command(args.data, args.name, *SHORT_TRACK, *schedule(steps_for(name, args)),
+                            f"--seed={seeds[0]}", f"--seed_count={len(seeds)}", f"--log_dir={args.out / 'logs'}",
+                            *VARIANTS[name], *args.extra.split())
     env = None if gpu is None else {**os.environ, "CUDA_VISIBLE_DEVICES": gpu, "LOCAL_RANK": "0"}
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
-    found = LOG_LINE.search(result.stdout)
-    if result.returncode != 0 or not found:
+    found = LOG_LINE.findall(result.stdout)
+    if result.returncode != 0 or len(found) != len(seeds):
         tail = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
-        raise SystemExit(f"error: {name} seed {seed} failed: {tail}")
-    target = args.out / f"{name}_seed{seed}.txt"
-    shutil.move(found[1], target)
-    return target
+        raise SystemExit(f"error: {name} seed {','.join(map(str, seeds))} failed: {tail}")
+    targets = [args.out / f"{name}_seed{seed}.txt" for seed in seeds]
+    for log, target in zip(found, targets):
+        shutil.move(log, target)
+    return targets
 
 
-def run_all(runs: list[tuple[str, int, int]], args) -> list[Path]:
-    """Runs each (variant, seed, steps), --parallel at a time on each GPU of --gpus (or on this process's
-    GPU), every worker taking the next run from one queue; returns the logs in the order of runs. A failed
-    run stops no other; the first failure is raised once all have ended."""
+def run_all(runs: list[tuple[str, list[int], int]], args) -> list[Path]:
+    """Runs each (variant, seeds, steps) as one process, --parallel at a time on each GPU of --gpus (or on
+    this process's GPU), every worker taking the next from one queue; returns the logs in the order of
+    runs and seeds. A failed process stops no other; the first failure is raised once all have ended."""
     pending = queue.SimpleQueue()
     for item in enumerate(runs):
         pending.put(item)
@@ -85,16 +101,17 @@ def run_all(runs: list[tuple[str, int, int]], args) -> list[Path]:
     def worker(gpu: str | None) -> None:
         while True:
             try:
-                index, (name, seed, steps) = pending.get_nowait()
+                index, (name, seeds, steps) = pending.get_nowait()
             except queue.Empty:
                 return
             try:
-                logs[index] = run(name, seed, args, gpu)
+                logs[index] = run(name, seeds, args, gpu)
             except SystemExit as failure:
                 failures.append(failure)
                 continue
             where = "" if gpu is None else f" on GPU {gpu}"
-            print(f"{name} seed {seed} ({steps} steps){where}: {logs[index]}", flush=True)
+            for seed, log in zip(seeds, logs[index]):
+                print(f"{name} seed {seed} ({steps} steps){where}: {log}", flush=True)
 
     gpus = args.gpus.split(",") if args.gpus else [None]
     with ThreadPoolExecutor(len(gpus) * args.parallel) as pool:
@@ -103,7 +120,7 @@ def run_all(runs: list[tuple[str, int, int]], args) -> list[Path]:
         done.result()  # an error in the runner itself, not in a run
     if failures:
         raise failures[0]
-    return [logs[i] for i in range(len(runs))]
+    return [log for i in range(len(runs)) for log in logs[i]]
 
 
 def main(argv=None):
@@ -114,6 +131,8 @@ def main(argv=None):
     parser.add_argument("--variants", default="baseline,cross,self_w16",
                         help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--seeds_per_process", type=int, default=1,
+                        help="consecutive seeds of a variant trained in one process (train_gpt.py's seed_count)")
     parser.add_argument("--steps", type=int, default=STEPS, help="steps of the baseline (schedules scaled)")
     parser.add_argument("--equal_time", type=Path, default=None,
                         help="bench_mot.py cost table: each variant runs the steps of the baseline's time")
@@ -122,13 +141,16 @@ def main(argv=None):
                         "(default: this process's GPU)")
     parser.add_argument("--extra", default="", help="more train_gpt.py arguments for every run (--extra=...)")
     args = parser.parse_args(argv)
+    if args.seeds_per_process < 1:
+        raise SystemExit(f"error: --seeds_per_process {args.seeds_per_process}: a count of at least 1")
     if args.parallel < 1 or not re.fullmatch(r"(\d+(,\d+)*)?", args.gpus):
         raise SystemExit(f"error: --parallel {args.parallel} --gpus '{args.gpus}': --parallel takes a count of at "
                          "least 1, --gpus comma-separated GPU indices such as 0,1")
     args.data, args.out = Path(args.data).resolve(), args.out.resolve()  # the runs start in the repository root
     names = select_variants(args.variants, VARIANTS)
     args.costs = read_costs(args.equal_time) if args.equal_time else None
-    runs = [(name, int(seed), steps_for(name, args)) for seed in args.seeds.split(",") for name in names]
+    groups = seed_groups([int(seed) for seed in args.seeds.split(",")], args.seeds_per_process)
+    runs = [(name, seeds, steps_for(name, args)) for seeds in groups for name in names]
     args.out.mkdir(parents=True, exist_ok=True)
     logs = run_all(runs, args)
     try:

@@ -111,12 +111,14 @@ BAD_CONSTANTS = [
     ("--byte_layers=0", "byte_layers=0 must be positive"),
     ("--byte_layers=2", "byte_layers=2, byte_mlp=False shape the byte self-attention: add --byte_self_attn=1"),
     ("--byte_mlp=1", "byte_layers=1, byte_mlp=True shape the byte self-attention"),
+    ("--seed_count=0", "seed_count=0 must be positive"),
+    ("--seed_count=2 --save_every=10", "seed_count=2 with resume, checkpoints or profile_steps: those are for one run"),
 ]
 
 
 @pytest.mark.parametrize("flag,message", BAD_CONSTANTS)
 def test_constants_out_of_range_are_one_line_before_any_work(tmp_path, capsys, flag, message):
-    assert T.main(["--smoke", flag, "--use_mot=1", f"--log_dir={tmp_path}"]) == 1
+    assert T.main(["--smoke", *flag.split(), "--use_mot=1", f"--log_dir={tmp_path}"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
     assert not list(tmp_path.iterdir())  # refused before a log was even opened

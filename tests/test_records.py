@@ -1,5 +1,6 @@
 """records/plot.py reads train_gpt.py logs; records/bench_mot.py reads the profiler's totals; records/study.py's
 statistics over seeds; records/short_track.py at equal time."""
+import re
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ step:50/100 val_loss:6.0000 train_time:{t50}ms step_avg:100.00ms
 step:100/100 val_loss:5.0000 train_time:{t100}ms step_avg:100.00ms
 final val_loss:5.0000 train_time:{t100}ms median step:100.00ms
 """
+VAL_LINES = re.compile(r"^step:\d+/\d+ val_loss:[\d.]+", re.M)
 
 
 def write_log(path, mot, seed, t50, t100):
@@ -155,13 +157,19 @@ def test_short_track_runs_each_variant_and_seed_at_equal_time_and_plots(tmp_path
     (tmp_path / "costs.md").write_text("| variant | ms / micro-step | x baseline |\n| --- | --- | --- |\n"
                                        "| baseline | 80.00 | 1.000 |\n| cross | 160.00 | 2.000 |\n")
     (tmp_path / "shards").symlink_to(ROOT / "data" / "smoke")
-    short_track.main(["--data", "shards", "--name", "smoke", "--out", "experiment", "--variants", "baseline,cross",
-                      "--seeds", "0,1", "--steps", "4", "--equal_time", "costs.md", "--parallel", "1",
-                      "--extra=--smoke --val_loss_every=2 --val_tokens=2048"])
+    common = ["--data", "shards", "--name", "smoke", "--steps", "4", "--equal_time", "costs.md",
+              "--extra=--smoke --val_loss_every=2 --val_tokens=2048"]
+    short_track.main([*common, "--out", "experiment", "--variants", "baseline,cross", "--seeds", "0,1",
+                      "--seeds_per_process", "2"])
     logs = sorted(p.name for p in out.glob("*.txt"))
     assert logs == ["baseline_seed0.txt", "baseline_seed1.txt", "cross_seed0.txt", "cross_seed1.txt"]
     assert not (out / "logs").exists()
-    assert "'seed': 1" in (out / "baseline_seed1.txt").read_text()
+    second = (out / "baseline_seed1.txt").read_text()
+    assert "'seed': 1" in second and "seed 1: run 2 of 2 in this process" in second
+    short_track.main([*common, "--out", "alone", "--variants", "baseline", "--seeds", "1"])
+    alone = (tmp_path / "alone" / "baseline_seed1.txt").read_text()
+    assert "run 2 of 2" not in alone
+    assert VAL_LINES.findall(second) == VAL_LINES.findall(alone) != []  # as if it had a process of its own
     cross = (out / "cross_seed0.txt").read_text()
     assert "'use_mot': True" in cross and "'num_iterations': 2" in cross  # twice the baseline's cost: half the steps
     assert "'num_iterations': 4" in (out / "baseline_seed0.txt").read_text()
@@ -170,6 +178,14 @@ def test_short_track_runs_each_variant_and_seed_at_equal_time_and_plots(tmp_path
     assert "| baseline_seed0 | 4 |" in table and "| cross_seed1 | 2 |" in table
     with pytest.raises(SystemExit, match="costs.md has no cost for self_w16"):
         short_track.main(["--data", "shards", "--out", "x", "--variants", "self_w16", "--equal_time", "costs.md"])
+
+
+def test_seeds_are_grouped_into_consecutive_runs_per_process():
+    import short_track
+    assert short_track.seed_groups([0, 1, 2, 3], 3) == [[0, 1, 2], [3]]
+    assert short_track.seed_groups([0, 2, 3, 4, 7], 2) == [[0], [2, 3], [4], [7]]
+    assert short_track.seed_groups([5, 4], 4) == [[5], [4]]
+    assert short_track.seed_groups([0, 1], 1) == [[0], [1]]
 
 
 def test_short_track_reports_a_failed_run(tmp_path):
