@@ -1601,7 +1601,8 @@ def warm_up(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, wind
 
 def profile(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, window: Tensor, log,
             byte_table: np.ndarray | None, vocab_table: VocabTable | None) -> None:
-    """Logs the operators and kernels of profile_steps training steps on random tokens, by their own time.
+    """Logs the operators and kernels of profile_steps training steps on random tokens, by their own time:
+    on the GPU, then (on CUDA) on the host, where launches and waits show whether the host keeps ahead.
     Runs after the timed steps: a CUDA profiling session can slow later kernel launches in the process."""
     batches = random_batches(cfg, cfg.seq_len, runtime.device, byte_table)
     activities = [ProfilerActivity.CPU]
@@ -1611,9 +1612,12 @@ def profile(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, wind
         for step in range(cfg.profile_steps):
             train_step(model, optimizers, batches, window, step, cfg, runtime, vocab_table=vocab_table)
         synchronize(runtime)
-    sort = "self_device_time_total" if runtime.device.type == "cuda" else "self_cpu_time_total"
-    log(f"profile of {cfg.profile_steps} training steps (rank {runtime.rank}):\n"
-        + prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=90))
+    tables = [("host", "self_cpu_time_total", 25)]
+    if runtime.device.type == "cuda":
+        tables.insert(0, ("GPU", "self_device_time_total", 40))
+    for where, sort, rows in tables:
+        log(f"profile of {cfg.profile_steps} training steps (rank {runtime.rank}), by {where} time:\n"
+            + prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=90))
 
 
 # -----------------------------------------------------------------------------
