@@ -3,12 +3,16 @@ deviation, and the difference to the baseline with a 95 % Welch confidence inter
 and its band (one standard deviation) against step and against training time.
 
     python records/study.py DIR [DIR ...] [--baseline baseline] [--out FILE.png]
+    python records/study.py DIR LOG ... --finals PRINTED.txt   # more logs by path; runs known by their table row
     python records/study.py STEPS400 --curve STEPS380 STEPS420    # what each variant's gain is worth in time
 
-DIR holds logs named <variant>_seed<k>.txt (records/short_track.py writes them). A run's result is its last
-validation; runs of one variant must have the same number of steps. With --costs (a records/bench_mot.py
-table, as for short_track.py --equal_time) the time axis is steps times each variant's cost, in baseline
-steps: the time of the benchmark's regime, which runs that shared a GPU do not measure themselves.
+DIR holds logs named <variant>_seed<k>.txt (records/short_track.py writes them); a log may also be named by
+its path. A run's result is its last validation; runs of one variant must have the same number of steps, and
+a variant's seed counts once. --finals reads the table that records/plot.py prints (short_track.py prints it
+after its runs) for runs whose logs are lost: their final losses join the statistics, not the plot. With
+--costs (a records/bench_mot.py table, as for short_track.py --equal_time) the time axis is steps times each
+variant's cost, in baseline steps: the time of the benchmark's regime, which runs that shared a GPU do not
+measure themselves.
 
 --curve fits a line to the final loss of the baseline's runs against their steps (those in DIR and in the
 --curve folders, baseline runs at other --steps) and adds each variant's break-even cost: the baseline
@@ -27,6 +31,7 @@ import plot
 from short_track import read_costs
 
 LOG_NAME = re.compile(r"^(\w+)_seed(\d+)$")
+TABLE_ROW = re.compile(r"^\| (\w+)_seed(\d+) \| (\d+) \| ([\d.]+) \|", re.M)  # plot.py: run | steps | final loss
 
 
 def student_t_cdf(x: float, df: float) -> float:
@@ -67,15 +72,34 @@ def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> tuple
     return diff, diff - half, diff + half
 
 
-def read_runs(folders: list[Path]) -> dict[str, list[dict]]:
-    """The logs of each variant, by the <variant>_seed<k>.txt names."""
-    runs = {}
-    for folder in folders:
-        for path in sorted(folder.glob("*.txt")):
-            if match := LOG_NAME.match(path.stem):
-                runs.setdefault(match[1], []).append(plot.read_log(path))
+def read_finals(path: Path) -> list[tuple[str, int, dict]]:
+    """(variant, seed, run) for each row of a records/plot.py table: a run known only by its final validation
+    (step, no time, loss)."""
+    rows = TABLE_ROW.findall(path.read_text())
+    if not rows:
+        raise SystemExit(f"error: {path} holds no records/plot.py table rows (| <variant>_seed<k> | steps | loss |)")
+    return [(name, int(seed), dict(path=path, points=[(int(steps), float("nan"), float(loss))]))
+            for name, seed, steps, loss in rows]
+
+
+def read_runs(paths: list[Path], finals: list[Path] = ()) -> dict[str, list[dict]]:
+    """The runs of each variant: the <variant>_seed<k>.txt logs in each folder of paths, or each log path
+    itself, then the rows of the finals tables."""
+    found = []
+    for path in paths:
+        for log in sorted(path.glob("*.txt")) if path.is_dir() else [path]:
+            if match := LOG_NAME.match(log.stem):
+                found.append((match[1], int(match[2]), plot.read_log(log)))
+    found += [row for table in finals for row in read_finals(table)]
+    runs, seen = {}, {}
+    for name, seed, run in found:
+        if (name, seed) in seen:
+            raise SystemExit(f"error: {name} seed {seed} twice ({seen[name, seed]} and {run['path']}); "
+                             "give each run once")
+        seen[name, seed] = run["path"]
+        runs.setdefault(name, []).append(run)
     if not runs:
-        raise SystemExit(f"error: no <variant>_seed<k>.txt logs in {', '.join(map(str, folders))}")
+        raise SystemExit(f"error: no <variant>_seed<k>.txt logs in {', '.join(map(str, paths))}")
     for name, logs in runs.items():
         steps = {log["points"][-1][0] for log in logs}
         if len(steps) > 1:
@@ -111,14 +135,11 @@ def fit_line(points: list[tuple[int, float]]) -> Line:
     return Line(intercept, slope, mean_steps, mean_loss, sxx, residual_var, len(points))
 
 
-def baseline_curve(folders: list[Path], baseline: str) -> tuple[Line, list[int]]:
+def baseline_curve(paths: list[Path], baseline: str) -> tuple[Line, list[int]]:
     """The line of the final validation loss against the number of steps over every baseline run in
-    folders, whatever its length, and the step counts it rests on."""
-    points = []
-    for folder in folders:
-        for path in sorted(folder.glob(f"{baseline}_seed*.txt")):
-            last = plot.read_log(path)["points"][-1]
-            points.append((last[0], last[2]))
+    paths (folders or logs), whatever its length, and the step counts it rests on."""
+    points = [(run["points"][-1][0], run["points"][-1][2]) for path in paths
+              for run in read_runs([path]).get(baseline, [])]
     counts = sorted({steps for steps, _ in points})
     if len(counts) < 2:
         raise SystemExit(f"error: the baseline's curve needs {baseline} runs of two lengths or more (found "
@@ -157,7 +178,7 @@ def results_table(runs: dict[str, list[dict]], baseline: str, line: Line | None 
             "| --- | --- | --- | --- | --- | --- | --- |"]
     if line:
         rows = [rows[0] + " break-even cost | 95 % interval |", rows[1] + " --- | --- |"]
-    for name, values in finals.items():
+    for name, values in sorted(finals.items(), key=lambda item: item[0] != baseline):  # the baseline first
         mean, sd = mean_std(values)
         steps = runs[name][0]["points"][-1][0]
         compared = "| | "
@@ -174,19 +195,25 @@ def results_table(runs: dict[str, list[dict]], baseline: str, line: Line | None 
 
 def plot_bands(runs: dict[str, list[dict]], out: Path, title: str, costs: dict[str, float] | None = None) -> None:
     fig, axes = plot.two_panels()
-    for name, logs in runs.items():
+    for name, runs_of_name in runs.items():
+        logs = [run for run in runs_of_name if len(run["points"]) > 1]  # not the runs known by their end alone
+        if not logs:
+            continue
         count = min(len(log["points"]) for log in logs)
         columns = list(zip(*[log["points"][1:count] for log in logs]))  # per validation: one point per seed
         steps = [col[0][0] for col in columns]
         if costs is None:
             times = [sum(p[1] for p in col) / len(col) for col in columns]
+        elif name not in costs:
+            raise SystemExit(f"error: the cost table has no row for {name}; add its bench_mot.py cost or leave it out")
         else:
             times = [step * costs[name] for step in steps]
         stats = [mean_std([p[2] for p in col]) for col in columns]
         means = [m for m, _ in stats]
         spread = [0.0 if math.isnan(s) else s for _, s in stats]
         for ax, x in zip(axes, (steps, times)):
-            line, = ax.plot(x, means, marker=".", label=f"{name} ({len(logs)} seeds)")
+            seeds = f"{len(logs)} of {len(runs_of_name)}" if len(logs) < len(runs_of_name) else len(logs)
+            line, = ax.plot(x, means, marker=".", label=f"{name} ({seeds} seeds)")
             ax.fill_between(x, [m - s for m, s in zip(means, spread)], [m + s for m, s in zip(means, spread)],
                             color=line.get_color(), alpha=0.2)
     time_label = "training time (s), mean over seeds" if costs is None else "time in baseline steps (steps x cost)"
@@ -195,7 +222,9 @@ def plot_bands(runs: dict[str, list[dict]], out: Path, title: str, costs: dict[s
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Statistics over seeds of short-track runs.")
-    parser.add_argument("folders", nargs="+", type=Path, help="folders of <variant>_seed<k>.txt logs")
+    parser.add_argument("folders", nargs="+", type=Path, help="folders of <variant>_seed<k>.txt logs, or such logs")
+    parser.add_argument("--finals", nargs="+", type=Path, default=[],
+                        help="records/plot.py tables of runs whose logs are lost: statistics, not the plot")
     parser.add_argument("--baseline", default="baseline", help="the variant the others are compared with")
     parser.add_argument("--out", type=Path, default=None, help="PNG of the means and bands (none if not given)")
     parser.add_argument("--costs", type=Path, default=None, help="bench_mot.py table: time axis in baseline steps")
@@ -203,7 +232,7 @@ def main(argv=None):
     parser.add_argument("--curve", nargs="+", type=Path, default=[],
                         help="folders of baseline runs at other step counts: adds each variant's break-even cost")
     args = parser.parse_args(argv)
-    runs = read_runs(args.folders)
+    runs = read_runs(args.folders, args.finals)
     line = None
     if args.curve:
         line, counts = baseline_curve(args.folders + args.curve, args.baseline)

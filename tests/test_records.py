@@ -225,6 +225,30 @@ def test_study_table_groups_seeds_by_variant(tmp_path):
         study.read_runs([tmp_path])
 
 
+def test_study_takes_logs_by_path_and_runs_known_by_their_printed_row(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    write_log(tmp_path / "a" / "baseline_seed0.txt", False, 0, 5000, 10000)
+    write_log(tmp_path / "b" / "cross_seed0.txt", True, 0, 5000, 10000)
+    write_log(tmp_path / "b" / "cross_seed9.txt", True, 9, 5000, 10000)  # in b, but not given
+    printed = tmp_path / "printed.txt"
+    printed.write_text("cross seed 1 (100 steps): /tmp/lost/cross_seed1.txt\n"
+                       "| run | steps | final val loss | train time s | val loss at 12.0 s |\n| --- | --- | --- | --- | --- |\n"
+                       "| cross_seed1 | 100 | 4.9000 | 12.0 | 4.9000 |\n")
+    runs = study.read_runs([tmp_path / "a", tmp_path / "b" / "cross_seed0.txt"], [printed])
+    assert [len(runs["baseline"]), len(runs["cross"])] == [1, 2]
+    assert "| cross | 100 | 2 | 4.9500 | 0.0707 |" in study.results_table(runs, "baseline")
+    with pytest.raises(SystemExit, match="no row for cross"):
+        study.plot_bands(runs, tmp_path / "bands.png", "test", {"baseline": 1.0})
+    study.plot_bands(runs, tmp_path / "bands.png", "test", {"baseline": 1.0, "cross": 1.1})  # the row: no curve
+    assert (tmp_path / "bands.png").stat().st_size > 1000
+    with pytest.raises(SystemExit, match="cross seed 1 twice"):
+        study.read_runs([tmp_path / "b" / "cross_seed0.txt"], [printed, printed])
+    (tmp_path / "empty.txt").write_text("| run | steps | final val loss |\n")
+    with pytest.raises(SystemExit, match="holds no records/plot.py table rows"):
+        study.read_runs([tmp_path / "a"], [tmp_path / "empty.txt"])
+
+
 def test_short_track_spreads_the_runs_over_gpus(tmp_path, monkeypatch):
     import short_track
     running, most, ran, lock = {}, {}, [], threading.Lock()
