@@ -9,6 +9,7 @@ over seeds).
     python records/short_track.py ... --equal_time COSTS.md      # each variant gets the baseline's time
     python records/short_track.py ... --gpus 0,1,2,3 --parallel 2  # two runs at a time on each of four GPUs
     python records/short_track.py ... --seeds 0,1,2,3 --seeds_per_process 2  # two processes per variant
+    python records/short_track.py ... --deadline 540   # stop at 540 s, keeping every seed that finished
 
 DIR holds shards from data/fineweb.py (NAME_train_*.bin, NAME_val_*.bin and their byte shards). With
 --equal_time, COSTS.md holds records/bench_mot.py's table (its "x baseline" column: the variant's wall
@@ -23,6 +24,7 @@ import queue
 import re
 import shutil
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -71,28 +73,49 @@ def seed_groups(seeds: list[int], size: int) -> list[list[int]]:
     return groups
 
 
-def run(name: str, seeds: list[int], args, gpu: str | None = None) -> list[Path]:
+def seeds_label(name: str, seeds: list[int]) -> str:
+    return f"{name} seed {','.join(map(str, seeds))}"
+
+
+def seconds_left(args) -> float | None:
+    """Seconds until --deadline (none without one)."""
+    return None if args.deadline_at is None else args.deadline_at - time.monotonic()
+
+
+def run(name: str, seeds: list[int], args, gpu: str | None = None) -> tuple[list[Path], str | None]:
     """Trains one variant with consecutive seeds in one process, on this process's GPU or, given gpu, on
-    that GPU alone (the run sees it as its only device); returns the paths of the copied logs, by seed."""
+    that GPU alone (the run sees it as its only device), stopped at --deadline; returns the paths of the
+    copied logs of the seeds that finished, and what went wrong with the others (None if nothing)."""
+    left = seconds_left(args)
+    if left is not None and left <= 0:
+        return [], f"{seeds_label(name, seeds)} not started before the deadline"
     command = train_command(args.data, args.name, *SHORT_TRACK, *schedule(steps_for(name, args)),
                             f"--seed={seeds[0]}", f"--seed_count={len(seeds)}", f"--log_dir={args.out / 'logs'}",
                             *VARIANTS[name], *args.extra.split())
     env = None if gpu is None else {**os.environ, "CUDA_VISIBLE_DEVICES": gpu, "LOCAL_RANK": "0"}
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
-    found = LOG_LINE.findall(result.stdout)
-    if result.returncode != 0 or len(found) != len(seeds):
-        tail = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
-        raise SystemExit(f"error: {name} seed {','.join(map(str, seeds))} failed: {tail}")
-    targets = [args.out / f"{name}_seed{seed}.txt" for seed in seeds]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=left)
+        printed, failed = result.stdout, result.returncode != 0
+    except subprocess.TimeoutExpired as stopped:  # its output so far comes as bytes
+        printed, failed, result = (stopped.stdout or b"").decode(errors="replace"), True, None
+    found = LOG_LINE.findall(printed)[:len(seeds)]
+    targets = [args.out / f"{name}_seed{seed}.txt" for seed in seeds[:len(found)]]
     for log, target in zip(found, targets):
         shutil.move(log, target)
-    return targets
+    if len(found) == len(seeds) and not failed:
+        return targets, None
+    unfinished = seeds_label(name, seeds[len(found):] or seeds)
+    if result is None:
+        return targets, f"{unfinished} stopped at the deadline"
+    tail = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
+    return targets, f"{unfinished} failed: {tail}"
 
 
-def run_all(runs: list[tuple[str, list[int], int]], args) -> list[Path]:
+def run_all(runs: list[tuple[str, list[int], int]], args) -> tuple[list[Path], list[str]]:
     """Runs each (variant, seeds, steps) as one process, --parallel at a time on each GPU of --gpus (or on
-    this process's GPU), every worker taking the next from one queue; returns the logs in the order of
-    runs and seeds. A failed process stops no other; the first failure is raised once all have ended."""
+    this process's GPU), every worker taking the next from one queue; returns the logs of the seeds that
+    finished, in the order of runs and seeds, and what went wrong with the others. A failed process stops
+    no other."""
     pending = queue.SimpleQueue()
     for item in enumerate(runs):
         pending.put(item)
@@ -104,11 +127,9 @@ def run_all(runs: list[tuple[str, list[int], int]], args) -> list[Path]:
                 index, (name, seeds, steps) = pending.get_nowait()
             except queue.Empty:
                 return
-            try:
-                logs[index] = run(name, seeds, args, gpu)
-            except SystemExit as failure:
+            logs[index], failure = run(name, seeds, args, gpu)
+            if failure:
                 failures.append(failure)
-                continue
             where = "" if gpu is None else f" on GPU {gpu}"
             for seed, log in zip(seeds, logs[index]):
                 print(f"{name} seed {seed} ({steps} steps){where}: {log}", flush=True)
@@ -118,9 +139,7 @@ def run_all(runs: list[tuple[str, list[int], int]], args) -> list[Path]:
         workers = [pool.submit(worker, gpu) for gpu in gpus for _ in range(args.parallel)]
     for done in workers:
         done.result()  # an error in the runner itself, not in a run
-    if failures:
-        raise failures[0]
-    return [log for i in range(len(runs)) for log in logs[i]]
+    return [log for i in range(len(runs)) for log in logs[i]], failures
 
 
 def main(argv=None):
@@ -140,7 +159,11 @@ def main(argv=None):
     parser.add_argument("--gpus", default="", help="comma-separated GPU indices to spread the runs over "
                         "(default: this process's GPU)")
     parser.add_argument("--extra", default="", help="more train_gpt.py arguments for every run (--extra=...)")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds from now: runs still training then are stopped (their finished seeds kept), "
+                        "later ones not started")
     args = parser.parse_args(argv)
+    args.deadline_at = None if args.deadline is None else time.monotonic() + args.deadline
     if args.seeds_per_process < 1:
         raise SystemExit(f"error: --seeds_per_process {args.seeds_per_process}: a count of at least 1")
     if args.parallel < 1 or not re.fullmatch(r"(\d+(,\d+)*)?", args.gpus):
@@ -152,14 +175,17 @@ def main(argv=None):
     groups = seed_groups([int(seed) for seed in args.seeds.split(",")], args.seeds_per_process)
     runs = [(name, seeds, steps_for(name, args)) for seeds in groups for name in names]
     args.out.mkdir(parents=True, exist_ok=True)
-    logs = run_all(runs, args)
+    logs, failures = run_all(runs, args)
     try:
         (args.out / "logs").rmdir()  # empty once every log has moved; checkpoints, if asked for, stay
     except OSError:
         pass
-    labels = [log.stem for log in logs]
-    plot.main([*map(str, logs), "--out", str(args.out / "val_loss.png"), "--labels", ",".join(labels),
-               "--title", f"short track: {', '.join(names)}"])
+    if logs:
+        plot.main([*map(str, logs), "--out", str(args.out / "val_loss.png"), "--labels",
+                   ",".join(log.stem for log in logs), "--title", f"short track: {', '.join(names)}"])
+    if failures:
+        raise SystemExit(f"error: {len(failures)} of {len(runs)} processes did not finish every seed: "
+                         + "; ".join(failures))
 
 
 if __name__ == "__main__":

@@ -195,6 +195,36 @@ def test_short_track_reports_a_failed_run(tmp_path):
                           "--extra=--device=cpu"])
 
 
+def test_short_track_keeps_the_seeds_that_finished_before_the_deadline(tmp_path, monkeypatch):
+    import short_track
+    timeouts = []
+
+    def fake_train(command, timeout=None, **kwargs):  # cross is stopped after its first seed
+        mot = "--use_mot=1" in command
+        first = int(next(a for a in command if a.startswith("--seed="))[7:])
+        logs = [tmp_path / f"{mot}{seed}.log" for seed in (first, first + 1)]
+        for seed, log in zip((first, first + 1), logs):
+            write_log(log, mot, seed, 5000, 10000)
+        timeouts.append(timeout)
+        if mot:
+            raise subprocess.TimeoutExpired(command, timeout, output=f"log: {logs[0]}\n".encode())
+        return subprocess.CompletedProcess(command, 0, stdout="".join(f"log: {log}\n" for log in logs), stderr="")
+
+    monkeypatch.setattr(short_track.subprocess, "run", fake_train)
+    out = tmp_path / "experiment"
+    common = ["--data", str(tmp_path), "--out", str(out), "--variants", "baseline,cross", "--seeds", "0,1",
+              "--seeds_per_process", "2"]
+    with pytest.raises(SystemExit, match=r"1 of 2 processes did not finish every seed: cross seed 1 stopped at the "
+                                         r"deadline$"):
+        short_track.main([*common, "--deadline", "100"])
+    assert sorted(p.name for p in out.glob("*.txt")) == ["baseline_seed0.txt", "baseline_seed1.txt", "cross_seed0.txt"]
+    assert "'seed': 0" in (out / "cross_seed0.txt").read_text() and (out / "val_loss.png").exists()
+    assert len(timeouts) == 2 and all(0 < t <= 100 for t in timeouts)
+    with pytest.raises(SystemExit, match="baseline seed 0,1 not started before the deadline; cross seed 0,1 not"):
+        short_track.main([*common, "--out", str(tmp_path / "late"), "--deadline", "0"])
+    assert len(timeouts) == 2 and not list((tmp_path / "late").glob("*.txt"))
+
+
 def test_student_t_quantiles_match_the_tables():
     for df, expected in ((1, 12.7062), (2, 4.3027), (5, 2.5706), (30, 2.0423), (10 ** 6, 1.9600)):
         assert study.student_t_quantile(0.975, df) == pytest.approx(expected, abs=2e-4)
@@ -233,7 +263,8 @@ def test_study_takes_logs_by_path_and_runs_known_by_their_printed_row(tmp_path):
     write_log(tmp_path / "b" / "cross_seed9.txt", True, 9, 5000, 10000)  # in b, but not given
     printed = tmp_path / "printed.txt"
     printed.write_text("cross seed 1 (100 steps): /tmp/lost/cross_seed1.txt\n"
-                       "| run | steps | final val loss | train time s | val loss at 12.0 s |\n| --- | --- | --- | --- | --- |\n"
+                       "| run | steps | final val loss | train time s | val loss at 12.0 s |\n"
+                       "| --- | --- | --- | --- | --- |\n"
                        "| cross_seed1 | 100 | 4.9000 | 12.0 | 4.9000 |\n")
     runs = study.read_runs([tmp_path / "a", tmp_path / "b" / "cross_seed0.txt"], [printed])
     assert [len(runs["baseline"]), len(runs["cross"])] == [1, 2]
