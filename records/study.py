@@ -87,6 +87,8 @@ def read_runs(paths: list[Path], finals: list[Path] = ()) -> dict[str, list[dict
     itself, then the rows of the finals tables."""
     found = []
     for path in paths:
+        if not path.is_dir() and not (path.is_file() and LOG_NAME.match(path.stem)):
+            raise SystemExit(f"error: {path} is neither a folder nor a <variant>_seed<k>.txt log")
         for log in sorted(path.glob("*.txt")) if path.is_dir() else [path]:
             if match := LOG_NAME.match(log.stem):
                 found.append((match[1], int(match[2]), plot.read_log(log)))

@@ -275,6 +275,9 @@ def test_study_takes_logs_by_path_and_runs_known_by_their_printed_row(tmp_path):
     assert (tmp_path / "bands.png").stat().st_size > 1000
     with pytest.raises(SystemExit, match="cross seed 1 twice"):
         study.read_runs([tmp_path / "b" / "cross_seed0.txt"], [printed, printed])
+    for wrong in (tmp_path / "missing", printed):  # not there; not a log's name
+        with pytest.raises(SystemExit, match="is neither a folder nor a <variant>_seed<k>.txt log"):
+            study.read_runs([wrong])
     (tmp_path / "empty.txt").write_text("| run | steps | final val loss |\n")
     with pytest.raises(SystemExit, match="holds no records/plot.py table rows"):
         study.read_runs([tmp_path / "a"], [tmp_path / "empty.txt"])
