@@ -137,11 +137,10 @@ def fit_line(points: list[tuple[int, float]]) -> Line:
     return Line(intercept, slope, mean_steps, mean_loss, sxx, residual_var, len(points))
 
 
-def baseline_curve(paths: list[Path], baseline: str) -> tuple[Line, list[int]]:
-    """The line of the final validation loss against the number of steps over every baseline run in
-    paths (folders or logs), whatever its length, and the step counts it rests on."""
-    points = [(run["points"][-1][0], run["points"][-1][2]) for path in paths
-              for run in read_runs([path]).get(baseline, [])]
+def baseline_curve(run_sets: list[dict[str, list[dict]]], baseline: str) -> tuple[Line, list[int]]:
+    """The line of the final validation loss against the number of steps over every baseline run of the
+    sets (read_runs' results, each of one length per variant), and the step counts it rests on."""
+    points = [(run["points"][-1][0], run["points"][-1][2]) for runs in run_sets for run in runs.get(baseline, [])]
     counts = sorted({steps for steps, _ in points})
     if len(counts) < 2:
         raise SystemExit(f"error: the baseline's curve needs {baseline} runs of two lengths or more (found "
@@ -237,7 +236,7 @@ def main(argv=None):
     runs = read_runs(args.folders, args.finals)
     line = None
     if args.curve:
-        line, counts = baseline_curve(args.folders + args.curve, args.baseline)
+        line, counts = baseline_curve([runs, *(read_runs([folder]) for folder in args.curve)], args.baseline)
         steps = runs[args.baseline][0]["points"][-1][0] if args.baseline in runs else counts[-1]
         print(f"{args.baseline} over {counts} steps: loss {line.intercept:.4f} {line.slope:+.3e} x steps; "
               f"1 % of the time at {steps} steps is worth {-line.slope * steps / 100:.4f}")

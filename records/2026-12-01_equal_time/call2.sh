@@ -1,5 +1,5 @@
 #!/bin/bash
-# call 2 (the H200 of call 1 if still warm): equal-step (400-step) seeds, three processes at once on the GPU, each training
+# call 2 (the H200 of call 1, still warm): equal-step (400-step) seeds, three processes at once on the GPU, each training
 # three seeds of one variant after one compile (short_track.py --seeds_per_process 3)
 cd "$(dirname "$0")/../.."  # the repository root; the corpus travels in the ignored .devdata/
 start=$(date +%s)

@@ -1,6 +1,6 @@
 #!/bin/bash
-# call 3 (the H200 of call 2, still warm): equal-step (400-step) seeds, three processes at once on the GPU, each training
-# three seeds of one variant after one compile (short_track.py --seeds_per_process 3)
+# call 3 (the H200 of call 2, still warm): equal-step (400-step) seeds, three lanes at once on the GPU, each
+# lane two short_track.py processes one after the other (up to three seeds of a variant per process)
 cd "$(dirname "$0")/../.."  # the repository root; the corpus travels in the ignored .devdata/
 start=$(date +%s)
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True TORCHINDUCTOR_COMPILE_THREADS=8 PYTHONUNBUFFERED=1

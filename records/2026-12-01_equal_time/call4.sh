@@ -1,6 +1,5 @@
 #!/bin/bash
-# call 4 (the H200 of call 3, still warm): equal-step (400-step) seeds, three processes at once on the GPU, each training
-# three seeds of one variant after one compile (short_track.py --seeds_per_process 3)
+# call 4 (the H200 of call 3, still warm): one 400-step run alone on the GPU, the bigram at the input, seed 0
 cd "$(dirname "$0")/../.."  # the repository root; the corpus travels in the ignored .devdata/
 start=$(date +%s)
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True TORCHINDUCTOR_COMPILE_THREADS=8 PYTHONUNBUFFERED=1
