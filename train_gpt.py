@@ -413,64 +413,89 @@ def rank_batches(stream: TokenStream, seqs_per_step: int, seq_len: int, rank: in
 
 
 # -----------------------------------------------------------------------------
-# FP8 matmul for the lm_head (CUDA, compute capability 9.0 and newer)
+# The head's loss: softcapped cross-entropy, in training on CUDA (compute capability 9.0 and newer) one
+# fused op with an FP8 product
 
 
-@torch.library.custom_op("speedrun::fp8_mm", mutates_args=())
-def fp8_mm(x: Tensor, w: Tensor, x_scale: float, w_scale: float, grad_scale: float) -> tuple[Tensor, Tensor, Tensor]:
-    """x @ w.T with both operands scaled and cast to float8_e4m3; also returns the casts for backward."""
+def softcap(logits: Tensor, cap: float) -> Tensor:
+    """The record's logit softcap, 2 cap sigmoid(2 logits / cap), in float32: every value lies in (0, 2 cap)."""
+    return 2 * cap * torch.sigmoid(logits.float() * (2 / cap))
+
+
+@torch.library.custom_op("speedrun::fp8_head_loss", mutates_args=())
+def fp8_head_loss(x: Tensor, w: Tensor, targets: Tensor, cap: float, x_scale: float, w_scale: float,
+                  grad_scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Mean cross-entropy of softcap(x @ w.T) against targets, the product in float8_e4m3 with both operands
+    scaled. Also returns what the backward reads: the bfloat16 logits, each row's log-sum-exp and the two
+    casts. The softcap bounds every logit by 2 cap, so the log-sum-exp is shifted by that bound instead of
+    by each row's maximum: one pass over the row, not two."""
     @torch.compile
-    def forward(x: Tensor, w: Tensor):
+    def forward(x: Tensor, w: Tensor, targets: Tensor):
         x_f8 = x.mul(x_scale).to(torch.float8_e4m3fn)
         w_f8 = w.mul(w_scale).to(torch.float8_e4m3fn)
-        out = torch._scaled_mm(x_f8, w_f8.T, out_dtype=torch.bfloat16, use_fast_accum=True,
-                               scale_a=x.new_tensor(1 / x_scale, dtype=torch.float32),
-                               scale_b=x.new_tensor(1 / w_scale, dtype=torch.float32))
-        return out, x_f8, w_f8
-    return forward(x, w)
+        logits = torch._scaled_mm(x_f8, w_f8.T, out_dtype=torch.bfloat16, use_fast_accum=True,
+                                  scale_a=x.new_tensor(1 / x_scale, dtype=torch.float32),
+                                  scale_b=x.new_tensor(1 / w_scale, dtype=torch.float32))
+        capped = softcap(logits, cap)
+        log_sum_exp = 2 * cap + (capped - 2 * cap).exp().sum(dim=-1).log()
+        loss = (log_sum_exp - capped.gather(1, targets[:, None]).squeeze(1)).mean()
+        return loss, logits, log_sum_exp, x_f8, w_f8
+    return forward(x, w, targets)
 
 
-@fp8_mm.register_fake
-def _(x: Tensor, w: Tensor, x_scale: float, w_scale: float, grad_scale: float):
-    return x @ w.T, x.to(torch.float8_e4m3fn), w.to(torch.float8_e4m3fn)
+@fp8_head_loss.register_fake
+def _(x: Tensor, w: Tensor, targets: Tensor, *constants):
+    logits = x.new_empty((x.size(0), w.size(0)), dtype=torch.bfloat16)
+    return (x.new_empty((), dtype=torch.float32), logits, x.new_empty(x.size(0), dtype=torch.float32),
+            x.to(torch.float8_e4m3fn), w.to(torch.float8_e4m3fn))
 
 
-@torch.library.custom_op("speedrun::fp8_mm_backward", mutates_args=())
-def fp8_mm_backward(grad: Tensor, x_f8: Tensor, w_f8: Tensor, x_scale: float, w_scale: float,
-                    grad_scale: float) -> tuple[Tensor, Tensor]:
-    """Gradients of fp8_mm: the output gradient is cast to float8_e5m2; grad_w is float32."""
+@torch.library.custom_op("speedrun::fp8_head_loss_backward", mutates_args=())
+def fp8_head_loss_backward(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, targets: Tensor, x_f8: Tensor,
+                           w_f8: Tensor, cap: float, x_scale: float, w_scale: float,
+                           grad_scale: float) -> tuple[Tensor, Tensor]:
+    """Gradients of fp8_head_loss for x (bfloat16) and w (float32). The logits' gradient is written once,
+    straight from the logits, in the record's rounding: float32, then bfloat16 (the logits' dtype), then
+    scaled and cast to float8_e5m2 for both products."""
     @torch.compile
-    def backward(grad: Tensor, x_f8: Tensor, w_f8: Tensor):
-        grad_f8 = grad.mul(grad_scale).to(torch.float8_e5m2)
-        inv = lambda s: grad.new_tensor(1 / s, dtype=torch.float32)  # noqa: E731
+    def backward(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, targets: Tensor, x_f8: Tensor,
+                 w_f8: Tensor):
+        probs = (softcap(logits, cap) - log_sum_exp[:, None]).exp()
+        is_target = torch.arange(logits.size(1), device=logits.device) == targets[:, None]
+        grad_capped = (probs - is_target.float()) * (grad_loss / logits.size(0))
+        sig = torch.sigmoid(logits.float() * (2 / cap))
+        grad_logits = (grad_capped * (2 * cap) * (sig * (1 - sig)) * (2 / cap)).bfloat16()
+        grad_f8 = grad_logits.mul(grad_scale).to(torch.float8_e5m2)
+        inv = lambda s: logits.new_tensor(1 / s, dtype=torch.float32)  # noqa: E731
         grad_x = torch._scaled_mm(grad_f8, w_f8.T.contiguous().T, out_dtype=torch.bfloat16,
                                   scale_a=inv(grad_scale), scale_b=inv(w_scale))
         # (x.T @ grad).T: the (d_in x vocab) product runs faster than (vocab x d_in) at 768 x 50304
         grad_w_t = torch._scaled_mm(x_f8.T.contiguous(), grad_f8.T.contiguous().T, out_dtype=torch.float32,
                                     scale_a=inv(x_scale), scale_b=inv(grad_scale))
         return grad_x, grad_w_t.T
-    return backward(grad, x_f8, w_f8)
+    return backward(grad_loss, logits, log_sum_exp, targets, x_f8, w_f8)
 
 
-@fp8_mm_backward.register_fake
-def _(grad: Tensor, x_f8: Tensor, w_f8: Tensor, *scales):
-    grad_w_t = grad.new_empty((x_f8.size(1), w_f8.size(0)), dtype=torch.float32)
+@fp8_head_loss_backward.register_fake
+def _(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, targets: Tensor, x_f8: Tensor, w_f8: Tensor,
+      *constants):
+    grad_w_t = logits.new_empty((x_f8.size(1), w_f8.size(0)), dtype=torch.float32)
     return x_f8.to(torch.bfloat16), grad_w_t.T  # strides as the real op's (a transposed view)
 
 
-def _fp8_mm_setup(ctx, inputs, output):
-    ctx.scales = inputs[2:]
-    ctx.save_for_backward(output[1], output[2])
+def _fp8_head_loss_setup(ctx, inputs, output):
+    ctx.constants = inputs[3:]
+    ctx.save_for_backward(inputs[2], *output[1:])
     ctx.set_materialize_grads(False)
 
 
-def _fp8_mm_grad(ctx, grad_out: Tensor, *_):
-    x_f8, w_f8 = ctx.saved_tensors
-    grad_x, grad_w = fp8_mm_backward(grad_out.contiguous(), x_f8, w_f8, *ctx.scales)
-    return grad_x, grad_w, None, None, None
+def _fp8_head_loss_grad(ctx, grad_loss: Tensor, *_):
+    targets, logits, log_sum_exp, x_f8, w_f8 = ctx.saved_tensors
+    grad_x, grad_w = fp8_head_loss_backward(grad_loss, logits, log_sum_exp, targets, x_f8, w_f8, *ctx.constants)
+    return grad_x, grad_w, None, None, None, None, None
 
 
-fp8_mm.register_autograd(_fp8_mm_grad, setup_context=_fp8_mm_setup)
+fp8_head_loss.register_autograd(_fp8_head_loss_grad, setup_context=_fp8_head_loss_setup)
 
 
 # -----------------------------------------------------------------------------
@@ -483,7 +508,8 @@ reduce_scatter_single = getattr(dist, "reduce_scatter_single", None) or dist.red
 
 def newton_schulz(grad: Tensor, steps: int) -> Tensor:
     """Approximately orthogonalizes the last two dims of grad (singular values land near 0.7-1.2) with a
-    quintic Newton-Schulz iteration tuned for a steep slope at zero, in bfloat16."""
+    quintic Newton-Schulz iteration tuned for a steep slope at zero, in bfloat16. The result is contiguous
+    in grad's shape (a collective can send it as it is)."""
     a, b, c = 3.4445, -4.7750, 2.0315
     x = grad.bfloat16()
     tall = grad.size(-2) > grad.size(-1)
@@ -493,23 +519,51 @@ def newton_schulz(grad: Tensor, steps: int) -> Tensor:
     for _ in range(steps):
         gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return x.mT if tall else x
+    return (x.mT if tall else x).contiguous()
+
+
+def orthogonal_updates(grads: list[Tensor], buffers: list[Tensor], momentum: Tensor, count: int,
+                       steps: int) -> Tensor:
+    """One group's Muon updates before the learning rate: moves each momentum buffer toward its gradient in
+    place, then orthogonalizes the Nesterov directions (each gradient moved toward its new buffer), stacked
+    and zero-padded to count matrices. Compiled on CUDA as one graph per group, so the momentum, the stack
+    and the cast to bfloat16 run as fused elementwise kernels."""
+    for grad, buffer in zip(grads, buffers):
+        buffer.lerp_(grad, 1 - momentum)
+    directions = torch.stack([grad.lerp(buffer, momentum) for grad, buffer in zip(grads, buffers)])
+    if count > len(grads):
+        directions = torch.cat([directions, directions.new_zeros((count - len(grads), *directions.shape[1:]))])
+    return newton_schulz(directions, steps)
+
+
+def apply_updates(params: list[Tensor], updates: Tensor, step_size: Tensor) -> None:
+    """params[i] += step_size * updates[i] (bfloat16 updates, float32 weights), one graph per group on CUDA."""
+    for p, update in zip(params, updates.unbind(0)):
+        p.add_(update.float() * step_size)
 
 
 class Muon(torch.optim.Optimizer):
     """SGD with Nesterov momentum whose update is orthogonalized per matrix. Matrices of one shape form a
     group and go through Newton-Schulz as one batch: rank r of W takes the r-th contiguous share of every
     group, and an all-gather gives every rank every update. With share_only (timing one rank of a larger
-    run on one GPU), a rank orthogonalizes its share, shares nothing and moves only its own matrices."""
+    run on one GPU), a rank orthogonalizes its share, shares nothing and moves only its own matrices. With
+    compiled, the group's momentum and orthogonalization, and its update of the weights, each run as one
+    compiled graph; momentum and learning rate enter as device scalars, so their schedules recompile
+    nothing."""
 
     def __init__(self, params, lr: float, momentum: float, ns_steps: int, rank: int = 0, world_size: int = 1,
-                 orthogonalize=newton_schulz, share_only: bool = False):
+                 share_only: bool = False, compiled: bool = False):
         params = list(params)
         shapes = sorted({tuple(p.shape) for p in params}, key=lambda shape: (-math.prod(shape), shape))
         groups = [dict(params=[p for p in params if tuple(p.shape) == shape]) for shape in shapes]
         super().__init__(groups, dict(lr=lr, momentum=momentum, ns_steps=ns_steps))
         self.rank, self.world_size, self.share_only = rank, world_size, share_only
-        self.orthogonalize = orthogonalize
+        self.orthogonal_updates, self.apply_updates = orthogonal_updates, apply_updates
+        if compiled:
+            # a graph per group's shape and count, twice: more than dynamo's default limit of 8 with the front end
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+            self.orthogonal_updates = torch.compile(orthogonal_updates, dynamic=False)
+            self.apply_updates = torch.compile(apply_updates, dynamic=False)
 
     def share(self, count: int) -> int:
         """Matrices per rank in a group of count matrices (the last ranks' shares may be short or empty)."""
@@ -519,7 +573,7 @@ class Muon(torch.optim.Optimizer):
         """The rank that orthogonalizes matrix index of a group of count matrices."""
         return index // self.share(count)
 
-    def _orthogonal_updates(self, params: list[Tensor], group: dict) -> Tensor:
+    def _updates(self, params: list[Tensor], group: dict) -> Tensor:
         """(share, *shape) bfloat16 updates of params, zero-padded to a full share."""
         share, template = self.share(len(group["params"])), group["params"][0]
         if not params:
@@ -529,12 +583,8 @@ class Muon(torch.optim.Optimizer):
             if "momentum_buffer" not in self.state[p]:
                 self.state[p]["momentum_buffer"] = torch.zeros_like(p)
             buffers.append(self.state[p]["momentum_buffer"])
-        grads = [p.grad for p in params]
-        torch._foreach_lerp_(buffers, grads, 1 - group["momentum"])
-        nesterov = torch.stack(torch._foreach_lerp(grads, buffers, group["momentum"]))
-        if len(params) < share:
-            nesterov = torch.cat([nesterov, nesterov.new_zeros((share - len(params), *template.shape))])
-        return self.orthogonalize(nesterov, group["ns_steps"])
+        momentum = torch.full((), group["momentum"], device=template.device)  # a fill kernel, no host copy
+        return self.orthogonal_updates([p.grad for p in params], buffers, momentum, share, group["ns_steps"])
 
     @torch.no_grad()
     def step(self):
@@ -543,7 +593,7 @@ class Muon(torch.optim.Optimizer):
             params = group["params"]
             share = self.share(len(params))
             mine = slice(self.rank * share, (self.rank + 1) * share)
-            update = self._orthogonal_updates(params[mine], group)
+            update = self._updates(params[mine], group)
             if self.world_size == 1 or self.share_only:
                 pending.append((params[mine], update, None, group["lr"]))
                 continue
@@ -555,7 +605,7 @@ class Muon(torch.optim.Optimizer):
                 handle.wait()
             if params:
                 scale = max(1.0, params[0].size(-2) / params[0].size(-1)) ** 0.5
-                torch._foreach_add_(params, list(updates[:len(params)].float().unbind(0)), alpha=-lr * scale)
+                self.apply_updates(params, updates, torch.full((), -lr * scale, device=updates.device))
 
 
 # -----------------------------------------------------------------------------
@@ -819,20 +869,15 @@ def uniform_init_(weight: Tensor, fan_in: int) -> Tensor:
 
 
 class CastedLinear(nn.Module):
-    """Bias-free linear layer with a float32 weight cast to the input's dtype; optionally FP8 in training."""
+    """Bias-free linear layer with a float32 weight cast to the input's dtype."""
 
-    def __init__(self, in_features: int, out_features: int, zero_init: bool = False,
-                 fp8_scales: tuple[float, float, float] | None = None):
+    def __init__(self, in_features: int, out_features: int, zero_init: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(out_features, in_features))
         if not zero_init:
             uniform_init_(self.weight, in_features)
-        self.fp8_scales = fp8_scales
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.fp8_scales is not None and self.training:
-            out = fp8_mm(x.flatten(0, -2), self.weight, *self.fp8_scales)[0]
-            return out.view(*x.shape[:-1], -1)
         return F.linear(x, self.weight.type_as(x))
 
 
@@ -1175,9 +1220,8 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i, backend, max_seq_len) for i in range(cfg.num_layers))
         self.num_encoder_layers = cfg.num_layers // 2
         self.skip_weights = nn.Parameter(torch.ones(cfg.num_layers - self.num_encoder_layers))
-        fp8_scales = (2.0, 2.0 ** 9, 2.0 ** 19) if fp8_head else None  # input, weight, gradient scales
-        self.lm_head = CastedLinear(cfg.model_dim, padded_vocab_size(cfg.vocab_size), zero_init=True,
-                                    fp8_scales=fp8_scales)
+        self.lm_head = CastedLinear(cfg.model_dim, padded_vocab_size(cfg.vocab_size), zero_init=True)
+        self.fp8_scales = (2.0, 2.0 ** 9, 2.0 ** 19) if fp8_head else None  # the head's input, weight, gradient
         # zero-initialized and built last: with them on, every other weight starts as the baseline's
         self.bigram_embed = BigramHashEmbedding(cfg.bigram_hash_rows, cfg.model_dim) if cfg.bigram_hash_rows else None
         self.bigram_lambdas = None
@@ -1212,8 +1256,8 @@ class GPT(nn.Module):
             embedding = embedding + self.bigram_embed(input_seq)
         return embedding
 
-    def trunk_logits(self, embedding: Tensor, input_seq: Tensor, window_blocks: Tensor) -> Tensor:
-        """(1, T, padded vocab) softcapped float32 logits: the transformer blocks and the head."""
+    def trunk(self, embedding: Tensor, input_seq: Tensor, window_blocks: Tensor) -> Tensor:
+        """(1, T, model_dim) normalized features of the last block, for the head."""
         cfg = self.cfg
         docs = document_ids(input_seq)
         long_mask = self.backend.mask(docs, window_blocks)
@@ -1233,10 +1277,17 @@ class GPT(nn.Module):
             x = block(x, x0, value_embed, mask)
             if i < self.num_encoder_layers:
                 skips.append(x)
-        logits = self.lm_head(rms_norm(x)).float()
-        return 2 * cfg.logit_cap * torch.sigmoid(logits * (2 / cfg.logit_cap))
+        return rms_norm(x)
+
+    def trunk_logits(self, embedding: Tensor, input_seq: Tensor, window_blocks: Tensor) -> Tensor:
+        """(1, T, padded vocab) softcapped float32 logits: the transformer blocks and the head."""
+        return softcap(self.lm_head(self.trunk(embedding, input_seq, window_blocks)), self.cfg.logit_cap)
 
     def trunk_loss(self, embedding: Tensor, input_seq: Tensor, target_seq: Tensor, window_blocks: Tensor) -> Tensor:
+        """Mean cross-entropy of the trunk's softcapped logits; in training with an FP8 head, one fused op."""
+        if self.fp8_scales is not None and self.training:
+            features = self.trunk(embedding, input_seq, window_blocks)[0]
+            return fp8_head_loss(features, self.lm_head.weight, target_seq, self.cfg.logit_cap, *self.fp8_scales)[0]
         logits = self.trunk_logits(embedding, input_seq, window_blocks)
         return F.cross_entropy(logits.view(-1, logits.size(-1)), target_seq)
 
@@ -1269,7 +1320,7 @@ class Runtime:
     device: torch.device
     rank: int
     world_size: int
-    compiled: bool  # torch.compile of the model and Newton-Schulz
+    compiled: bool  # torch.compile of the model and of Muon's steps
     flex: bool  # FlexAttention block masks, else dense masks
     fp8_head: bool  # FP8 lm_head through torch._scaled_mm
     embed_dtype: torch.dtype  # dtype of the embedding tables (the activations follow it)
@@ -1346,9 +1397,8 @@ def build_optimizers(model: GPT, cfg: Hyperparameters, runtime: Runtime) -> list
                           rank=rank, world_size=world_size, share_only=not exchange,
                           betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
                           fused=runtime.device.type == "cuda")
-    orthogonalize = torch.compile(newton_schulz) if runtime.compiled else newton_schulz
     muon = Muon(hidden_matrices, lr=cfg.muon_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps,
-                rank=rank, world_size=world_size, orthogonalize=orthogonalize, share_only=not exchange)
+                rank=rank, world_size=world_size, share_only=not exchange, compiled=runtime.compiled)
     for opt in (adam, muon):
         for group in opt.param_groups:
             group["initial_lr"] = group["lr"]
@@ -1516,7 +1566,8 @@ def reduce_gradients(model: GPT, adam: RowShardedAdam, stats: Tensor, global_bat
         handles.append(dist.all_reduce(stats, async_op=True))
     for handle in handles:
         handle.wait()
-    torch._foreach_mul_(grads + adam.split_grads(), 1 / global_batch_seqs)
+    if global_batch_seqs > 1:  # one sequence per step: the sums are the means
+        torch._foreach_mul_(grads + adam.split_grads(), 1 / global_batch_seqs)
 
 
 def train_step(model: GPT, optimizers, batches, window: Tensor, step: int, cfg: Hyperparameters,

@@ -19,7 +19,8 @@ machine. The transformer's compiled graph is cached on disk, so the first varian
 --against DIR times every variant in another checkout as well (an older commit: `git worktree add DIR
 COMMIT`), on the same GPU in the same command, the two runs of a variant one after the other (their order
 alternating from variant to variant); each tree's ratios are to its own baseline, and a last table gives
-this tree's time over the other's, per variant.
+this tree's time over the other's, per variant. --against_data gives that tree its own shards, for a
+commit that reads an older byte-shard format (tokenize them with its own data/fineweb.py).
 
 --nproc N runs each variant on N GPUs of this host through torchrun, --micro_steps micro-steps on each per
 step (--micro_steps 1: the per-rank regime of the 8-GPU run, with its gradient exchange); times and kernel
@@ -91,9 +92,9 @@ def train_command(data: Path, name: str, *flags: str, root: Path = ROOT) -> list
             f"--val_files={data}/{name}_val_*.bin", *flags]
 
 
-def run_variant(name: str, args, log_dir: Path, root: Path = ROOT) -> dict:
+def run_variant(name: str, args, log_dir: Path, root: Path = ROOT, data: Path | None = None) -> dict:
     rank_share = [f"--bench_ranks={args.ranks}"] if args.ranks else []
-    command = train_command(args.data, "wiki", f"--val_tokens={262144 * args.nproc}",
+    command = train_command(data or args.data, "wiki", f"--val_tokens={262144 * args.nproc}",
                             f"--global_batch_seqs={args.micro_steps * args.nproc}", f"--stop_step={args.steps}",
                             "--val_loss_every=0", "--warmup_steps=1", f"--log_dir={log_dir}",
                             f"--profile_steps={args.profile_steps}", *rank_share, *VARIANTS[name],
@@ -129,6 +130,8 @@ def main(argv=None):
     parser.add_argument("--nproc", type=int, default=1, help="GPUs of this host, through torchrun")
     parser.add_argument("--against", type=Path, default=None,
                         help="another checkout (an older commit) whose train_gpt.py runs every variant too")
+    parser.add_argument("--against_data", type=Path, default=None,
+                        help="--against's shards, where its byte shards have an older format (default: --data)")
     args = parser.parse_args(argv)
     if args.nproc < 1 or (args.ranks and args.nproc > 1):
         raise SystemExit(f"error: --nproc {args.nproc} --ranks {args.ranks}: --nproc takes a count of GPUs; "
@@ -136,6 +139,8 @@ def main(argv=None):
     if args.ranks:
         args.micro_steps = 1
     args.data, args.log_dir = Path(args.data).resolve(), Path(args.log_dir).resolve()  # runs start in the repo root
+    if args.against_data is not None:
+        args.against_data = args.against_data.resolve()
     if args.against is not None:
         args.against = args.against.resolve()
         if not (args.against / "train_gpt.py").is_file():
@@ -155,13 +160,15 @@ def main(argv=None):
 def run_trees(names: list[str], args) -> dict[str, dict]:
     """Each variant's measurements, keyed by its name (this tree) and by name@DIR (--against's tree); the
     two runs of a variant follow each other, their order alternating over the variants."""
-    trees = [(ROOT, "")] + ([(args.against, "@" + args.against.name)] if args.against is not None else [])
+    trees = [(ROOT, "", args.data)]
+    if args.against is not None:
+        trees.append((args.against, "@" + args.against.name, args.against_data or args.data))
     results = {}
     for index, name in enumerate(names):
-        for root, tag in trees if index % 2 == 0 else trees[::-1]:
-            results[name + tag] = run_variant(name, args, args.log_dir, root)
+        for root, tag, data in trees if index % 2 == 0 else trees[::-1]:
+            results[name + tag] = run_variant(name, args, args.log_dir, root, data)
             print(f"{name + tag}: {results[name + tag]}", flush=True)
-    return {name + tag: results[name + tag] for name in names for _, tag in trees}  # this tree's run first
+    return {name + tag: results[name + tag] for name in names for _, tag, _ in trees}  # this tree's run first
 
 
 def results_table(results: dict[str, dict], baseline_ms: float | None = None) -> str:

@@ -125,8 +125,9 @@ def test_bench_runs_several_gpus_through_torchrun(monkeypatch, capsys, tmp_path)
 
 def test_bench_times_another_checkout_beside_this_one(monkeypatch, capsys, tmp_path):
     """--against runs every variant in both trees, one after the other in alternating order, each divided by
-    its own tree's baseline, and a last table of this tree over the other."""
-    old = tmp_path / "old"
+    its own tree's baseline, and a last table of this tree over the other; --against_data gives the other
+    tree its own shards."""
+    old, old_shards = tmp_path / "old", tmp_path / "old_shards"
     old.mkdir()
     (old / "train_gpt.py").write_text("")
     runs = []
@@ -134,13 +135,15 @@ def test_bench_times_another_checkout_beside_this_one(monkeypatch, capsys, tmp_p
     def fake_run(command, **kwargs):
         tree = "old" if command[1] == str(old / "train_gpt.py") else "new"
         assert kwargs["cwd"] == (old if tree == "old" else bench_mot.ROOT)
+        assert command[2] == f"--train_files={old_shards if tree == 'old' else tmp_path}/wiki_train_*.bin"
         runs.append((tree, "--use_mot=1" in command))
         ms = {("new", False): 90.0, ("new", True): 99.0, ("old", False): 100.0, ("old", True): 120.0}[runs[-1]]
         text = FAKE_RUN.format(step=ms, micro=ms, kernel=f"{ms - 10}ms")
         return bench_mot.subprocess.CompletedProcess(command, 0, stdout=text, stderr="")
 
     monkeypatch.setattr(bench_mot.subprocess, "run", fake_run)
-    bench_mot.main(["--data", str(tmp_path), "--variants", "baseline,cross", "--ranks", "8", "--against", str(old)])
+    bench_mot.main(["--data", str(tmp_path), "--variants", "baseline,cross", "--ranks", "8", "--against", str(old),
+                    "--against_data", str(old_shards)])
     assert runs == [("new", False), ("old", False), ("old", True), ("new", True)]
     out = capsys.readouterr().out
     assert "| cross | 99.00 | 1.100 | 89.00 | 1.113 |" in out

@@ -7,6 +7,41 @@ import train_gpt as T
 from helpers import cpu_runtime
 
 
+E4M3, E5M2 = torch.float8_e4m3fn, torch.float8_e5m2
+SCALES = (2.0, 2.0 ** 9, 2.0 ** 19)  # the model's: the head's input, weight and gradient
+CAP = 15.0
+
+
+class RecordFP8Product(torch.autograd.Function):
+    """The record's FP8 head product written out with float32 matrix products of the dequantized casts: x and
+    w scaled and cast to e4m3; in the backward, the bfloat16 output gradient scaled and cast to e5m2."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        x_f8, w_f8 = (x * SCALES[0]).to(E4M3), (w * SCALES[1]).to(E4M3)
+        ctx.save_for_backward(x_f8, w_f8)
+        return ((x_f8.float() @ w_f8.float().T) / (SCALES[0] * SCALES[1])).bfloat16()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x_f8, w_f8 = ctx.saved_tensors
+        grad_f8 = (grad * SCALES[2]).to(E5M2).float()
+        return ((grad_f8 @ w_f8.float()) / (SCALES[2] * SCALES[1])).bfloat16(), (grad_f8.T @ x_f8.float()) / (SCALES[2] * SCALES[0])
+
+
+def record_head_loss(x, w, targets):
+    """The record's head and loss, unfused: FP8 product, softcap in float32, mean cross-entropy."""
+    logits = RecordFP8Product.apply(x, w).float()
+    return F.cross_entropy(2 * CAP * torch.sigmoid(logits * (2 / CAP)), targets)
+
+
+@pytest.fixture
+def eager():
+    """The FP8 ops' inner torch.compile, run eagerly on CPU."""
+    with torch._dynamo.config.patch(disable=True):
+        yield
+
+
 class FP8Head(torch.nn.Module):
     """The FP8 lm_head and the softcapped loss alone, on fixed features: the part of the model whose
     gradient depends on how the loss is scaled before its backward."""
@@ -16,12 +51,31 @@ class FP8Head(torch.nn.Module):
         self.weight = torch.nn.Parameter(torch.randn(vocab, dim, generator=generator) * 0.6)  # logits spread ~3.4
 
     def forward(self, features, targets, window, table=None):  # the model's call, without a vocabulary table
-        logits = T.fp8_mm(features, self.weight, 2.0, 2.0 ** 9, 2.0 ** 19)[0].float()
-        return F.cross_entropy(30 * torch.sigmoid(logits / 7.5), targets)
+        return T.fp8_head_loss(features, self.weight, targets, CAP, *SCALES)[0]
 
 
-def test_fp8_head_gradient_is_the_records_with_accumulation(monkeypatch):
-    monkeypatch.setattr(torch._dynamo.config, "disable", True)  # the op's inner compile: eager on CPU
+def test_fused_fp8_head_loss_is_the_records_head_and_loss(eager):
+    g = torch.Generator().manual_seed(1)
+    vocab, dim, seq_len = 50304, 32, 256
+    head = FP8Head(vocab, dim, g)
+    features = torch.randn(seq_len, dim, generator=g).bfloat16().requires_grad_()
+    targets = torch.randint(0, vocab, (seq_len,), generator=g)
+    results = []
+    for loss_fn in (lambda: head(features, targets, None), lambda: record_head_loss(features, head.weight, targets)):
+        features.grad = head.weight.grad = None
+        loss = loss_fn()
+        loss.backward()
+        results.append((loss.detach(), features.grad, head.weight.grad))
+    (loss, grad_x, grad_w), (want_loss, want_x, want_w) = results
+    assert 13 < want_loss < 15  # about ln(50304) + the softcap's spread: the logits are not all equal
+    torch.testing.assert_close(loss, want_loss, rtol=1e-6, atol=0)
+    # the same e5m2 output gradient: the products differ in their float32 summation order (and so at most
+    # in a bfloat16 rounding of grad_x)
+    torch.testing.assert_close(grad_x, want_x, rtol=2 ** -7, atol=0)
+    torch.testing.assert_close(grad_w, want_w, rtol=0, atol=1e-5 * want_w.abs().max().item())
+
+
+def test_fp8_head_gradient_is_the_records_with_accumulation(eager):
     g = torch.Generator().manual_seed(0)
     vocab, dim, seq_len, global_batch_seqs = 50304, 32, 256, 8  # two micro-steps: one rank of four
     head = FP8Head(vocab, dim, g)
