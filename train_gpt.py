@@ -52,7 +52,7 @@ class Hyperparameters:
     head_dim: int = 128  # width of each attention head
     no_attn_layer: int = 7  # index of the block without attention (the record's 8th layer); -1 for none
     attn_scale: float = 0.12  # attention logit scale, in place of head_dim ** -0.5
-    logit_cap: float = 15.0  # logits = 2 * cap * sigmoid(2 * z / cap)
+    logit_cap: float = 15.0  # logits = 2 * cap * sigmoid(2 * z / cap), cap at most 40
     # attention windows
     attn_block_size: int = 128  # FlexAttention block; windows grow in whole blocks
     window_max_tokens: int = 1728  # long window at the end of training (rounded up to a block)
@@ -1945,6 +1945,9 @@ def check_config(cfg: Hyperparameters) -> None:
     if cfg.num_layers < 6 or not -1 <= cfg.no_attn_layer < cfg.num_layers:
         raise RunError(f"num_layers={cfg.num_layers}, no_attn_layer={cfg.no_attn_layer}: the value-embedding pattern "
                        "needs at least 6 layers, and no_attn_layer is -1 or a layer index")
+    if cfg.logit_cap > 40:
+        raise RunError(f"logit_cap={cfg.logit_cap} must be at most 40: the FP8 head's loss shifts its log-sum-exp by "
+                       "2 x logit_cap, and float32 exp underflows beyond that")
     if cfg.head_dim % 4:
         raise RunError(f"head_dim={cfg.head_dim} must be a multiple of 4 (a quarter of it rotates)")
     for name in ("seq_len", "val_seq_len"):

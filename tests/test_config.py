@@ -103,7 +103,7 @@ BAD_CONSTANTS = [
     ("--muon_lr=-1", "muon_lr=-1.0 must not be negative"), ("--adam_embed_lr=-0.1", "must not be negative"),
     ("--cooldown_frac=1.5", "cooldown_frac=1.5 must lie in [0, 1]"),
     ("--adam_beta2=1", "adam_beta2=1.0 must lie in [0, 1)"), ("--save_every=-5", "save_every=-5 must not be negative"),
-    ("--head_dim=30", "head_dim=30 must be a multiple of 4"), ("--no_attn_layer=12", "no_attn_layer is -1 or a layer"),
+    ("--logit_cap=50", "logit_cap=50.0 must be at most 40"), ("--head_dim=30", "head_dim=30 must be a multiple of 4"), ("--no_attn_layer=12", "no_attn_layer is -1 or a layer"),
     ("--num_layers=4", "needs at least 6 layers"), ("--byte_pool=3", "byte_pool=3 must divide bytes_per_token=16"),
     ("--bigram_hash_rows=1", "bigram_hash_rows=1: use 0 (off) or at least 2"),
     ("--byte_ngram_max=17", "byte_ngram_max=17: n-grams span 2 to bytes_per_token=16"),

@@ -54,11 +54,15 @@ def test_smoke_ends_with_a_profile_and_a_result_line(single):
 
 
 def test_two_processes_follow_the_same_optimization(single, tmp_path):
+    """Two gloo processes train end to end along the one-process run (8 micro-steps on one rank, 4 on each of
+    two). Their reduced gradients differ from one process's in summation order (1e-5, held to that step by
+    step in test_distributed_step.py); Muon's bfloat16 Newton-Schulz grows that into 0.01-0.03 of loss by
+    step 20 (0.022 and 0.030 on two commits)."""
     _, one = single
     _, two = smoke_run(tmp_path, 2, "--stop_step=20")
     assert sorted(two) == [0, 10, 20]
-    for step in two:  # 8 micro-steps on one rank, 4 on each of two: same batches, same updates
-        assert two[step] == pytest.approx(one[step], abs=0.03), step
+    for step, tolerance in ((0, 1e-4), (10, 0.03), (20, 0.05)):
+        assert two[step] == pytest.approx(one[step], abs=tolerance), step
 
 
 MOT_VARIANTS = {"cross_attention": ["--use_mot=1"],
