@@ -26,7 +26,8 @@ class RecordFP8Product(torch.autograd.Function):
     def backward(ctx, grad):
         x_f8, w_f8 = ctx.saved_tensors
         grad_f8 = (grad * SCALES[2]).to(E5M2).float()
-        return ((grad_f8 @ w_f8.float()) / (SCALES[2] * SCALES[1])).bfloat16(), (grad_f8.T @ x_f8.float()) / (SCALES[2] * SCALES[0])
+        grad_x = (grad_f8 @ w_f8.float()) / (SCALES[2] * SCALES[1])
+        return grad_x.bfloat16(), (grad_f8.T @ x_f8.float()) / (SCALES[2] * SCALES[0])
 
 
 def record_head_loss(x, w, targets):
