@@ -30,6 +30,12 @@ from torch import Tensor, nn
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 from torch.profiler import ProfilerActivity
 
+try:  # every CUDA build of PyTorch ships Triton; without it the head's row-wise ops run as PyTorch code
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = None
+
 # -----------------------------------------------------------------------------
 # Constants: edit here or override on the command line as --name=value
 
@@ -422,25 +428,64 @@ def softcap(logits: Tensor, cap: float) -> Tensor:
     return 2 * cap * torch.sigmoid(logits.float() * (2 / cap))
 
 
+@torch.library.custom_op("speedrun::logit_stats", mutates_args=())
+def logit_stats(logits: Tensor, targets: Tensor, cap: float) -> tuple[Tensor, Tensor]:
+    """Each row's log-sum-exp of softcap(logits) and its target's capped logit, in float32. The softcap bounds
+    every value by 2 cap, so the log-sum-exp is shifted by that bound instead of by the row's maximum: one
+    pass over the row, not two."""
+    capped = softcap(logits, cap)
+    log_sum_exp = 2 * cap + (capped - 2 * cap).exp().sum(dim=-1).log()
+    return log_sum_exp, capped.gather(1, targets[:, None]).squeeze(1)
+
+
+@torch.library.custom_op("speedrun::logit_grad_f8", mutates_args=())
+def logit_grad_f8(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, targets: Tensor, cap: float,
+                  grad_scale: float) -> tuple[Tensor, Tensor]:
+    """The logits' gradient of the mean softcapped cross-entropy in the record's rounding (float32, then
+    bfloat16, the logits' dtype, then scaled by grad_scale and cast to float8_e5m2), row-major and
+    transposed: the layouts that the two FP8 products of the backward read."""
+    probs = (softcap(logits, cap) - log_sum_exp[:, None]).exp()
+    is_target = torch.arange(logits.size(1), device=logits.device) == targets[:, None]
+    grad_capped = (probs - is_target.float()) * (grad_loss / logits.size(0))
+    sig = torch.sigmoid(logits.float() * (2 / cap))
+    grad_logits = (grad_capped * (2 * cap) * (sig * (1 - sig)) * (2 / cap)).bfloat16()
+    grad_f8 = grad_logits.mul(grad_scale).to(torch.float8_e5m2)
+    return grad_f8, grad_f8.T.contiguous()
+
+
+@torch.compile(dynamic=False)
+def fp8_logits(x: Tensor, w: Tensor, x_scale: float, w_scale: float) -> tuple[Tensor, Tensor, Tensor]:
+    """x and w scaled and cast to float8_e4m3, and their product x @ w.T in bfloat16, scaled back."""
+    x_f8 = x.mul(x_scale).to(torch.float8_e4m3fn)
+    w_f8 = w.mul(w_scale).to(torch.float8_e4m3fn)
+    logits = torch._scaled_mm(x_f8, w_f8.T, out_dtype=torch.bfloat16, use_fast_accum=True,
+                              scale_a=x.new_tensor(1 / x_scale, dtype=torch.float32),
+                              scale_b=x.new_tensor(1 / w_scale, dtype=torch.float32))
+    return x_f8, w_f8, logits
+
+
+@torch.compile(dynamic=False)
+def fp8_input_grads(grad_f8: Tensor, grad_f8_t: Tensor, x_f8: Tensor, w_f8: Tensor, x_scale: float,
+                    w_scale: float, grad_scale: float) -> tuple[Tensor, Tensor]:
+    """The gradients of x (bfloat16) and w (float32) from the logits' e5m2 gradient in its two layouts."""
+    inv = lambda s: grad_f8.new_tensor(1 / s, dtype=torch.float32)  # noqa: E731
+    grad_x = torch._scaled_mm(grad_f8, w_f8.T.contiguous().T, out_dtype=torch.bfloat16,
+                              scale_a=inv(grad_scale), scale_b=inv(w_scale))
+    # (x.T @ grad).T: the (d_in x vocab) product runs faster than (vocab x d_in) at 768 x 50304
+    grad_w_t = torch._scaled_mm(x_f8.T.contiguous(), grad_f8_t.T, out_dtype=torch.float32,
+                                scale_a=inv(x_scale), scale_b=inv(grad_scale))
+    return grad_x, grad_w_t.T
+
+
 @torch.library.custom_op("speedrun::fp8_head_loss", mutates_args=())
 def fp8_head_loss(x: Tensor, w: Tensor, targets: Tensor, cap: float, x_scale: float, w_scale: float,
                   grad_scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Mean cross-entropy of softcap(x @ w.T) against targets, the product in float8_e4m3 with both operands
     scaled. Also returns what the backward reads: the bfloat16 logits, each row's log-sum-exp and the two
-    casts. The softcap bounds every logit by 2 cap, so the log-sum-exp is shifted by that bound instead of
-    by each row's maximum: one pass over the row, not two."""
-    @torch.compile
-    def forward(x: Tensor, w: Tensor, targets: Tensor):
-        x_f8 = x.mul(x_scale).to(torch.float8_e4m3fn)
-        w_f8 = w.mul(w_scale).to(torch.float8_e4m3fn)
-        logits = torch._scaled_mm(x_f8, w_f8.T, out_dtype=torch.bfloat16, use_fast_accum=True,
-                                  scale_a=x.new_tensor(1 / x_scale, dtype=torch.float32),
-                                  scale_b=x.new_tensor(1 / w_scale, dtype=torch.float32))
-        capped = softcap(logits, cap)
-        log_sum_exp = 2 * cap + (capped - 2 * cap).exp().sum(dim=-1).log()
-        loss = (log_sum_exp - capped.gather(1, targets[:, None]).squeeze(1)).mean()
-        return loss, logits, log_sum_exp, x_f8, w_f8
-    return forward(x, w, targets)
+    casts."""
+    x_f8, w_f8, logits = fp8_logits(x, w, x_scale, w_scale)
+    log_sum_exp, target_logits = logit_stats(logits, targets, cap)
+    return (log_sum_exp - target_logits).mean(), logits, log_sum_exp, x_f8, w_f8
 
 
 @fp8_head_loss.register_fake
@@ -454,26 +499,10 @@ def _(x: Tensor, w: Tensor, targets: Tensor, *constants):
 def fp8_head_loss_backward(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, targets: Tensor, x_f8: Tensor,
                            w_f8: Tensor, cap: float, x_scale: float, w_scale: float,
                            grad_scale: float) -> tuple[Tensor, Tensor]:
-    """Gradients of fp8_head_loss for x (bfloat16) and w (float32). The logits' gradient is written once,
-    straight from the logits, in the record's rounding: float32, then bfloat16 (the logits' dtype), then
-    scaled and cast to float8_e5m2 for both products."""
-    @torch.compile
-    def backward(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, targets: Tensor, x_f8: Tensor,
-                 w_f8: Tensor):
-        probs = (softcap(logits, cap) - log_sum_exp[:, None]).exp()
-        is_target = torch.arange(logits.size(1), device=logits.device) == targets[:, None]
-        grad_capped = (probs - is_target.float()) * (grad_loss / logits.size(0))
-        sig = torch.sigmoid(logits.float() * (2 / cap))
-        grad_logits = (grad_capped * (2 * cap) * (sig * (1 - sig)) * (2 / cap)).bfloat16()
-        grad_f8 = grad_logits.mul(grad_scale).to(torch.float8_e5m2)
-        inv = lambda s: logits.new_tensor(1 / s, dtype=torch.float32)  # noqa: E731
-        grad_x = torch._scaled_mm(grad_f8, w_f8.T.contiguous().T, out_dtype=torch.bfloat16,
-                                  scale_a=inv(grad_scale), scale_b=inv(w_scale))
-        # (x.T @ grad).T: the (d_in x vocab) product runs faster than (vocab x d_in) at 768 x 50304
-        grad_w_t = torch._scaled_mm(x_f8.T.contiguous(), grad_f8.T.contiguous().T, out_dtype=torch.float32,
-                                    scale_a=inv(x_scale), scale_b=inv(grad_scale))
-        return grad_x, grad_w_t.T
-    return backward(grad_loss, logits, log_sum_exp, targets, x_f8, w_f8)
+    """Gradients of fp8_head_loss for x (bfloat16) and w (float32): the logits' e5m2 gradient is written
+    once, straight from the logits, in both layouts."""
+    grad_f8, grad_f8_t = logit_grad_f8(grad_loss, logits, log_sum_exp, targets, cap, grad_scale)
+    return fp8_input_grads(grad_f8, grad_f8_t, x_f8, w_f8, x_scale, w_scale, grad_scale)
 
 
 @fp8_head_loss_backward.register_fake
@@ -496,6 +525,68 @@ def _fp8_head_loss_grad(ctx, grad_loss: Tensor, *_):
 
 
 fp8_head_loss.register_autograd(_fp8_head_loss_grad, setup_context=_fp8_head_loss_setup)
+
+
+# -----------------------------------------------------------------------------
+# The head's two row-wise ops as Triton kernels on CUDA: one pass over the logits each; the gradient's two
+# layouts are stored from one tile
+
+
+if triton is not None:
+    @triton.jit
+    def logit_stats_kernel(logits_ptr, targets_ptr, log_sum_exp_ptr, target_logit_ptr, cols, slope, height,
+                           BLOCK: tl.constexpr):
+        """One program per row: logit_stats, with slope = 2 / cap and height = 2 cap."""
+        row = tl.program_id(0).to(tl.int64)
+        row_ptr = logits_ptr + row * cols
+        total = tl.zeros((BLOCK,), dtype=tl.float32)
+        for start in range(0, cols, BLOCK):
+            col = start + tl.arange(0, BLOCK)
+            z = tl.load(row_ptr + col, mask=col < cols, other=0.0).to(tl.float32)
+            total += tl.where(col < cols, tl.exp(height * tl.sigmoid(z * slope) - height), 0.0)
+        tl.store(log_sum_exp_ptr + row, height + tl.log(tl.sum(total, axis=0)))
+        target_z = tl.load(row_ptr + tl.load(targets_ptr + row)).to(tl.float32)
+        tl.store(target_logit_ptr + row, height * tl.sigmoid(target_z * slope))
+
+    @triton.jit
+    def logit_grad_f8_kernel(logits_ptr, log_sum_exp_ptr, targets_ptr, row_scale_ptr, grad_ptr, grad_t_ptr, rows,
+                             cols, slope, height, grad_scale, BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
+        """One tile of logit_grad_f8 (row_scale: grad_loss / rows), stored in both layouts."""
+        row = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        col = tl.program_id(1) * BLOCK_COLS + tl.arange(0, BLOCK_COLS)
+        inside = (row[:, None] < rows) & (col[None, :] < cols)
+        offsets = row[:, None].to(tl.int64) * cols + col[None, :]
+        sig = tl.sigmoid(tl.load(logits_ptr + offsets, mask=inside, other=0.0).to(tl.float32) * slope)
+        log_sum_exp = tl.load(log_sum_exp_ptr + row, mask=row < rows, other=0.0)
+        target = tl.load(targets_ptr + row, mask=row < rows, other=-1)
+        probs = tl.exp(height * sig - log_sum_exp[:, None])
+        grad = tl.where(col[None, :] == target[:, None], probs - 1.0, probs) * tl.load(row_scale_ptr)
+        grad = (grad * height * (sig * (1.0 - sig)) * slope).to(tl.bfloat16).to(tl.float32)
+        grad_f8 = (grad * grad_scale).to(tl.float8e5)
+        tl.store(grad_ptr + offsets, grad_f8, mask=inside)
+        transposed = col[:, None].to(tl.int64) * rows + row[None, :]
+        tl.store(grad_t_ptr + transposed, tl.trans(grad_f8), mask=tl.trans(inside))
+
+    @logit_stats.register_kernel("cuda")
+    def _(logits: Tensor, targets: Tensor, cap: float) -> tuple[Tensor, Tensor]:
+        logits, (rows, cols) = logits.contiguous(), logits.shape
+        log_sum_exp = logits.new_empty(rows, dtype=torch.float32)
+        target_logit = logits.new_empty(rows, dtype=torch.float32)
+        logit_stats_kernel[(rows,)](logits, targets.contiguous(), log_sum_exp, target_logit, cols, 2 / cap,
+                                    2 * cap, BLOCK=1024, num_warps=4)
+        return log_sum_exp, target_logit
+
+    @logit_grad_f8.register_kernel("cuda")
+    def _(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, targets: Tensor, cap: float,
+          grad_scale: float) -> tuple[Tensor, Tensor]:
+        logits, (rows, cols) = logits.contiguous(), logits.shape
+        grad_f8 = logits.new_empty((rows, cols), dtype=torch.float8_e5m2)
+        grad_f8_t = logits.new_empty((cols, rows), dtype=torch.float8_e5m2)
+        grid = (triton.cdiv(rows, 32), triton.cdiv(cols, 128))
+        logit_grad_f8_kernel[grid](logits, log_sum_exp.contiguous(), targets.contiguous(), grad_loss / rows,
+                                   grad_f8, grad_f8_t, rows, cols, 2 / cap, 2 * cap, grad_scale,
+                                   BLOCK_ROWS=32, BLOCK_COLS=128, num_warps=8)
+        return grad_f8, grad_f8_t
 
 
 # -----------------------------------------------------------------------------

@@ -10,6 +10,9 @@ from helpers import cpu_runtime
 E4M3, E5M2 = torch.float8_e4m3fn, torch.float8_e5m2
 SCALES = (2.0, 2.0 ** 9, 2.0 ** 19)  # the model's: the head's input, weight and gradient
 CAP = 15.0
+FEATURE_STD = 6.0  # the head's input in the FP8 tests
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available() or T.triton is None,
+                                reason="the head's Triton kernels run on CUDA")
 
 
 class RecordFP8Product(torch.autograd.Function):
@@ -49,17 +52,21 @@ class FP8Head(torch.nn.Module):
 
     def __init__(self, vocab: int, dim: int, generator: torch.Generator):
         super().__init__()
-        self.weight = torch.nn.Parameter(torch.randn(vocab, dim, generator=generator) * 0.6)  # logits spread ~3.4
+        # scaled by 2**9, the weights stay inside e4m3's range (448: torch 2.11 casts beyond it to NaN, 2.13
+        # saturates); with FEATURE_STD, the logits spread about 3.4
+        self.weight = torch.nn.Parameter(torch.randn(vocab, dim, generator=generator) * 0.1)
 
     def forward(self, features, targets, window, table=None):  # the model's call, without a vocabulary table
         return T.fp8_head_loss(features, self.weight, targets, CAP, *SCALES)[0]
 
 
 def test_fused_fp8_head_loss_is_the_records_head_and_loss(eager):
+    """On CPU, where torch._scaled_mm accumulates as exactly as float32 products (on CUDA the record's FP8
+    product accumulates in its fast mode); test_head_kernels_* checks the CUDA kernels against this code."""
     g = torch.Generator().manual_seed(1)
     vocab, dim, seq_len = 50304, 32, 256
     head = FP8Head(vocab, dim, g)
-    features = torch.randn(seq_len, dim, generator=g).bfloat16().requires_grad_()
+    features = (torch.randn(seq_len, dim, generator=g) * FEATURE_STD).bfloat16().requires_grad_()
     targets = torch.randint(0, vocab, (seq_len,), generator=g)
     results = []
     for loss_fn in (lambda: head(features, targets, None), lambda: record_head_loss(features, head.weight, targets)):
@@ -76,11 +83,34 @@ def test_fused_fp8_head_loss_is_the_records_head_and_loss(eager):
     torch.testing.assert_close(grad_w, want_w, rtol=0, atol=1e-5 * want_w.abs().max().item())
 
 
+@needs_cuda
+@pytest.mark.parametrize("rows, cols", [(1024, 50304), (1000, 50257)])  # whole tiles; partial last tiles
+def test_head_kernels_are_the_row_wise_ops_pytorch_code(rows, cols):
+    """The Triton kernels of logit_stats and logit_grad_f8 against the same ops' PyTorch code (run on CPU):
+    the sums differ in order, and a float32 rounding apart may move an e5m2 gradient entry by one step."""
+    g = torch.Generator().manual_seed(2)
+    logits = (torch.randn(rows, cols, generator=g) * 3.4).bfloat16()
+    targets = torch.randint(0, cols, (rows,), generator=g)
+    grad_loss = torch.tensor(1.0)
+    want_stats = T.logit_stats(logits, targets, CAP)
+    want, _ = T.logit_grad_f8(grad_loss, logits, want_stats[0], targets, CAP, SCALES[2])
+    stats = T.logit_stats(logits.cuda(), targets.cuda(), CAP)
+    for got, expected in zip(stats, want_stats):
+        torch.testing.assert_close(got.cpu(), expected, rtol=2e-6, atol=0)
+    grad, grad_t = T.logit_grad_f8(grad_loss.cuda(), logits.cuda(), want_stats[0].cuda(), targets.cuda(), CAP,
+                                   SCALES[2])
+    codes, want_codes = grad.cpu().view(torch.uint8).int(), want.view(torch.uint8).int()
+    assert (want.float() != 0).float().mean() > 0.75  # the scale keeps most of the gradient out of e5m2's zeros
+    assert (codes != want_codes).float().mean() < 1e-4 and (codes - want_codes).abs().max() <= 1
+    assert torch.equal(grad_t.cpu().view(torch.uint8), grad.cpu().T.contiguous().view(torch.uint8))
+
+
 def test_fp8_head_gradient_is_the_records_with_accumulation(eager):
     g = torch.Generator().manual_seed(0)
     vocab, dim, seq_len, global_batch_seqs = 50304, 32, 256, 8  # two micro-steps: one rank of four
     head = FP8Head(vocab, dim, g)
-    batches = [(torch.randn(seq_len, dim, generator=g).bfloat16(), torch.randint(0, vocab, (seq_len,), generator=g))
+    batches = [((torch.randn(seq_len, dim, generator=g) * FEATURE_STD).bfloat16(),
+                torch.randint(0, vocab, (seq_len,), generator=g))
                for _ in range(2)]
     expected = torch.zeros_like(head.weight)
     for features, targets in batches:  # the record: one unscaled backward per sequence, averaged afterwards
