@@ -453,7 +453,13 @@ def logit_grad_f8(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, target
     return grad_f8, grad_f8.T.contiguous()
 
 
-@torch.compile(dynamic=False)
+@functools.cache
+def lazy_compile(fn):
+    """fn compiled for fixed shapes when first called: torch.compile imports the compiler, seconds that a
+    process which never calls fn (a CPU run) should not pay."""
+    return torch.compile(fn, dynamic=False)
+
+
 def fp8_logits(x: Tensor, w: Tensor, x_scale: float, w_scale: float) -> tuple[Tensor, Tensor, Tensor]:
     """x and w scaled and cast to float8_e4m3, and their product x @ w.T in bfloat16, scaled back."""
     x_f8 = x.mul(x_scale).to(torch.float8_e4m3fn)
@@ -464,7 +470,6 @@ def fp8_logits(x: Tensor, w: Tensor, x_scale: float, w_scale: float) -> tuple[Te
     return x_f8, w_f8, logits
 
 
-@torch.compile(dynamic=False)
 def fp8_input_grads(grad_f8: Tensor, grad_f8_t: Tensor, x_f8: Tensor, w_f8: Tensor, x_scale: float,
                     w_scale: float, grad_scale: float) -> tuple[Tensor, Tensor]:
     """The gradients of x (bfloat16) and w (float32) from the logits' e5m2 gradient in its two layouts."""
@@ -483,7 +488,7 @@ def fp8_head_loss(x: Tensor, w: Tensor, targets: Tensor, cap: float, x_scale: fl
     """Mean cross-entropy of softcap(x @ w.T) against targets, the product in float8_e4m3 with both operands
     scaled. Also returns what the backward reads: the bfloat16 logits, each row's log-sum-exp and the two
     casts."""
-    x_f8, w_f8, logits = fp8_logits(x, w, x_scale, w_scale)
+    x_f8, w_f8, logits = lazy_compile(fp8_logits)(x, w, x_scale, w_scale)
     log_sum_exp, target_logits = logit_stats(logits, targets, cap)
     return (log_sum_exp - target_logits).mean(), logits, log_sum_exp, x_f8, w_f8
 
@@ -502,7 +507,7 @@ def fp8_head_loss_backward(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tenso
     """Gradients of fp8_head_loss for x (bfloat16) and w (float32): the logits' e5m2 gradient is written
     once, straight from the logits, in both layouts."""
     grad_f8, grad_f8_t = logit_grad_f8(grad_loss, logits, log_sum_exp, targets, cap, grad_scale)
-    return fp8_input_grads(grad_f8, grad_f8_t, x_f8, w_f8, x_scale, w_scale, grad_scale)
+    return lazy_compile(fp8_input_grads)(grad_f8, grad_f8_t, x_f8, w_f8, x_scale, w_scale, grad_scale)
 
 
 @fp8_head_loss_backward.register_fake
