@@ -444,10 +444,10 @@ def logit_grad_f8(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, target
     """The logits' gradient of the mean softcapped cross-entropy in the record's rounding (float32, then
     bfloat16, the logits' dtype, then scaled by grad_scale and cast to float8_e5m2), row-major and
     transposed: the layouts that the two FP8 products of the backward read."""
-    probs = (softcap(logits, cap) - log_sum_exp[:, None]).exp()
+    sig = torch.sigmoid(logits.float() * (2 / cap))
+    probs = (2 * cap * sig - log_sum_exp[:, None]).exp()  # 2 cap sig: softcap(logits, cap)
     is_target = torch.arange(logits.size(1), device=logits.device) == targets[:, None]
     grad_capped = (probs - is_target.float()) * (grad_loss / logits.size(0))
-    sig = torch.sigmoid(logits.float() * (2 / cap))
     grad_logits = (grad_capped * (2 * cap) * (sig * (1 - sig)) * (2 / cap)).bfloat16()
     grad_f8 = grad_logits.mul(grad_scale).to(torch.float8_e5m2)
     return grad_f8, grad_f8.T.contiguous()
