@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# The full speedrun on one node of 8 GPUs. Fetch the data first: python data/cached_fineweb10B.py 8
+# The full speedrun on one node of 8 GPUs (NPROC=N for another count). Fetch the data first:
+# python data/cached_fineweb10B.py 8
 set -euo pipefail
 cd "$(dirname "$0")"
-torchrun --standalone --nproc_per_node=8 train_gpt.py "$@"
+nproc=${NPROC:-8}
+# one process checks the constants and the shards first: a bad one is one line, not one per rank and a traceback
+WORLD_SIZE=$nproc python train_gpt.py --check "$@"
+torchrun --standalone --nproc_per_node="$nproc" train_gpt.py "$@"

@@ -81,6 +81,10 @@ class Hyperparameters:
     bigram_placement: str = "blocks"  # "blocks": added before every block, learned weights; "input": to the embedding
     byte_ngram_rows: int = 0  # rows of the hashed byte n-gram embedding; 0: off
     byte_ngram_max: int = 6  # n-grams of 2 .. this many bytes ending at each token's last byte
+    # extra training targets at the output, in the head's one softmax (validation stays next-token loss)
+    mtp_weights: str = ""  # weights of the tokens 2, 3, ... ahead at step 0, comma-separated; empty: off (record: "0.5,0.25")
+    prefix_weight: float = 0.0  # weight of the next token's prefix token at step 0; 0: off (record: 0.25)
+    prefix_depth: int = 1  # prefix tokens along the chain, each weighted half the one before; 21 reaches every first byte
     # optimization
     num_iterations: int = 1770  # optimizer steps; the schedules span this many
     stop_step: int = 0  # end the run early after this many steps, schedules unchanged (0: run them all)
@@ -104,9 +108,10 @@ class Hyperparameters:
     seed_count: int = 1  # train seeds seed .. seed + seed_count - 1 in this process, a log each: compiles once
     device: str = "auto"  # "cuda", "cpu", or "auto" (cuda when present)
     coordinate_descent_tuning: bool = False  # inductor kernel autotuning: compile took over 4.5 min on an H200 (DEVLOG)
-    log_dir: str = "logs"  # where logs/<run id>.txt goes
+    log_dir: str = "logs"  # folder of <run id>.txt and the run's checkpoints, relative to the working directory
     profile_steps: int = 0  # after the run, profile this many more steps on random tokens (table in the log)
     bench_ranks: int = 0  # timing only: one GPU does one of N ranks' share of optimizers and table (wrong training)
+    rehearse: bool = False  # torchrun ranks share the GPUs (rank r on GPU r mod count), exchange over gloo: slow
     devlog: str = ""  # append the run's result line with this note to DEVLOG.md
     # checkpoints
     save_checkpoint: bool = False  # write a checkpoint when the run ends
@@ -195,10 +200,15 @@ def constant_docs(source: str) -> dict[str, list[tuple[str, str, str]]]:
 
 
 def constants_help() -> str:
-    """--help: every constant with its default and comment, grouped as at the top of this file."""
+    """--help: every constant with its default as it can be typed back (and as written, where that differs) and
+    its comment, grouped as at the top of this file."""
     lines = [__doc__.strip(), "", "Constants (override as --name=value; booleans as 1/0 or true/false):"]
+    values = dataclasses.asdict(Hyperparameters())
     for section, constants in constant_docs(Path(__file__).read_text()).items():
-        lines += [f"\n  {section}"] + [f"    --{name}={default}  {comment}" for name, default, comment in constants]
+        lines.append(f"\n  {section}")
+        for name, written, comment in constants:
+            shown = f"({written}) " if written.replace('"', "") != str(values[name]) else ""
+            lines.append(f"    --{name}={values[name]}  {shown}{comment}")
     return "\n".join(lines)
 
 
@@ -339,6 +349,10 @@ def shard_files(pattern: str, role: str) -> list[Path]:
     if not files:
         raise DataError(f"no {role} shards match {pattern!r}; fetch FineWeb with python data/cached_fineweb10B.py, "
                         "tokenize local text with python data/fineweb.py, or try --smoke")
+    for path in files:
+        if not path.is_file():
+            raise DataError(f"{path} ({role}) is not a file: give a glob of shard files, such as "
+                            f"'{path}/*_{'train' if role == 'training' else 'val'}_*.bin'")
     return files
 
 
@@ -419,8 +433,8 @@ def rank_batches(stream: TokenStream, seqs_per_step: int, seq_len: int, rank: in
 
 
 # -----------------------------------------------------------------------------
-# The head's loss: softcapped cross-entropy, in training on CUDA (compute capability 9.0 and newer) one
-# fused op with an FP8 product
+# The head's loss: softcapped cross-entropy against one or more weighted targets per position, in training
+# on CUDA (compute capability 9.0 and newer) one fused op with an FP8 product
 
 
 def softcap(logits: Tensor, cap: float) -> Tensor:
@@ -428,26 +442,39 @@ def softcap(logits: Tensor, cap: float) -> Tensor:
     return 2 * cap * torch.sigmoid(logits.float() * (2 / cap))
 
 
+def weighted_cross_entropy(capped: Tensor, targets: Tensor, row_weights: Tensor | None) -> Tensor:
+    """Mean over rows of sum_j w_j (log-sum-exp - capped logit of target j), for (rows, K) targets whose
+    first column, weight 1, is the next token (F.cross_entropy alone where K is 1) and row_weights (rows, K)
+    (zero where a target is -1, absent)."""
+    loss = F.cross_entropy(capped, targets[:, 0])
+    if targets.size(1) > 1:
+        extra_logits = capped.gather(1, targets[:, 1:].clamp_min(0))
+        extra = (capped.logsumexp(dim=1, keepdim=True) - extra_logits) * row_weights[:, 1:]
+        loss = loss + extra.sum(dim=1).mean()
+    return loss
+
+
 @torch.library.custom_op("speedrun::logit_stats", mutates_args=())
 def logit_stats(logits: Tensor, targets: Tensor, cap: float) -> tuple[Tensor, Tensor]:
-    """Each row's log-sum-exp of softcap(logits) and its target's capped logit, in float32. The softcap bounds
-    every value by 2 cap, so the log-sum-exp is shifted by that bound instead of by the row's maximum: one
-    pass over the row, not two."""
+    """Each row's log-sum-exp of softcap(logits), and the capped logits of its (rows, K) targets (of column 0
+    where a target is -1), in float32. The softcap bounds every value by 2 cap, so the log-sum-exp is
+    shifted by that bound instead of by the row's maximum: one pass over the row, not two."""
     capped = softcap(logits, cap)
     log_sum_exp = 2 * cap + (capped - 2 * cap).exp().sum(dim=-1).log()
-    return log_sum_exp, capped.gather(1, targets[:, None]).squeeze(1)
+    return log_sum_exp, capped.gather(1, targets.clamp_min(0))
 
 
 @torch.library.custom_op("speedrun::logit_grad_f8", mutates_args=())
-def logit_grad_f8(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, targets: Tensor, cap: float,
-                  grad_scale: float) -> tuple[Tensor, Tensor]:
-    """The logits' gradient of the mean softcapped cross-entropy in the record's rounding (float32, then
-    bfloat16, the logits' dtype, then scaled by grad_scale and cast to float8_e5m2), row-major and
-    transposed: the layouts that the two FP8 products of the backward read."""
+def logit_grad_f8(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, targets: Tensor, row_weights: Tensor,
+                  cap: float, grad_scale: float) -> tuple[Tensor, Tensor]:
+    """The logits' gradient of the mean over rows of sum_j w_j (log-sum-exp - capped logit of target j): the
+    row's summed weight times its probabilities, less each target's weight at its column, in the record's
+    rounding (float32, then bfloat16, the logits' dtype, then scaled by grad_scale and cast to
+    float8_e5m2), row-major and transposed: the layouts that the two FP8 products of the backward read."""
     sig = torch.sigmoid(logits.float() * (2 / cap))
     probs = (2 * cap * sig - log_sum_exp[:, None]).exp()  # 2 cap sig: softcap(logits, cap)
-    is_target = torch.arange(logits.size(1), device=logits.device) == targets[:, None]
-    grad_capped = (probs - is_target.float()) * (grad_loss / logits.size(0))
+    hits = torch.zeros_like(probs).scatter_add_(1, targets.clamp_min(0), row_weights)
+    grad_capped = (row_weights.sum(dim=1, keepdim=True) * probs - hits) * (grad_loss / logits.size(0))
     grad_logits = (grad_capped * (2 * cap) * (sig * (1 - sig)) * (2 / cap)).bfloat16()
     grad_f8 = grad_logits.mul(grad_scale).to(torch.float8_e5m2)
     return grad_f8, grad_f8.T.contiguous()
@@ -483,50 +510,50 @@ def fp8_input_grads(grad_f8: Tensor, grad_f8_t: Tensor, x_f8: Tensor, w_f8: Tens
 
 
 @torch.library.custom_op("speedrun::fp8_head_loss", mutates_args=())
-def fp8_head_loss(x: Tensor, w: Tensor, targets: Tensor, cap: float, x_scale: float, w_scale: float,
-                  grad_scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Mean cross-entropy of softcap(x @ w.T) against targets, the product in float8_e4m3 with both operands
+def fp8_head_loss(x: Tensor, w: Tensor, targets: Tensor, row_weights: Tensor, cap: float, x_scale: float,
+                  w_scale: float, grad_scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Mean over rows of sum_j w_j (log-sum-exp - logit of target j) of softcap(x @ w.T), for (rows, K)
+    targets and row_weights (weighted_cross_entropy's), the product in float8_e4m3 with both operands
     scaled. Also returns what the backward reads: the bfloat16 logits, each row's log-sum-exp and the two
     casts."""
     x_f8, w_f8, logits = lazy_compile(fp8_logits)(x, w, x_scale, w_scale)
     log_sum_exp, target_logits = logit_stats(logits, targets, cap)
-    return (log_sum_exp - target_logits).mean(), logits, log_sum_exp, x_f8, w_f8
+    return ((log_sum_exp[:, None] - target_logits) * row_weights).sum(dim=1).mean(), logits, log_sum_exp, x_f8, w_f8
 
 
 @fp8_head_loss.register_fake
-def _(x: Tensor, w: Tensor, targets: Tensor, *constants):
+def _(x: Tensor, w: Tensor, targets: Tensor, row_weights: Tensor, *constants):
     logits = x.new_empty((x.size(0), w.size(0)), dtype=torch.bfloat16)
     return (x.new_empty((), dtype=torch.float32), logits, x.new_empty(x.size(0), dtype=torch.float32),
             x.to(torch.float8_e4m3fn), w.to(torch.float8_e4m3fn))
 
 
 @torch.library.custom_op("speedrun::fp8_head_loss_backward", mutates_args=())
-def fp8_head_loss_backward(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, targets: Tensor, x_f8: Tensor,
-                           w_f8: Tensor, cap: float, x_scale: float, w_scale: float,
-                           grad_scale: float) -> tuple[Tensor, Tensor]:
+def fp8_head_loss_backward(grad_loss: Tensor, targets: Tensor, row_weights: Tensor, logits: Tensor,
+                           log_sum_exp: Tensor, x_f8: Tensor, w_f8: Tensor, cap: float, x_scale: float,
+                           w_scale: float, grad_scale: float) -> tuple[Tensor, Tensor]:
     """Gradients of fp8_head_loss for x (bfloat16) and w (float32): the logits' e5m2 gradient is written
     once, straight from the logits, in both layouts."""
-    grad_f8, grad_f8_t = logit_grad_f8(grad_loss, logits, log_sum_exp, targets, cap, grad_scale)
+    grad_f8, grad_f8_t = logit_grad_f8(grad_loss, logits, log_sum_exp, targets, row_weights, cap, grad_scale)
     return lazy_compile(fp8_input_grads)(grad_f8, grad_f8_t, x_f8, w_f8, x_scale, w_scale, grad_scale)
 
 
 @fp8_head_loss_backward.register_fake
-def _(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, targets: Tensor, x_f8: Tensor, w_f8: Tensor,
-      *constants):
+def _(grad_loss: Tensor, targets: Tensor, row_weights: Tensor, logits: Tensor, log_sum_exp: Tensor, x_f8: Tensor,
+      w_f8: Tensor, *constants):
     grad_w_t = logits.new_empty((x_f8.size(1), w_f8.size(0)), dtype=torch.float32)
     return x_f8.to(torch.bfloat16), grad_w_t.T  # strides as the real op's (a transposed view)
 
 
 def _fp8_head_loss_setup(ctx, inputs, output):
-    ctx.constants = inputs[3:]
-    ctx.save_for_backward(inputs[2], *output[1:])
+    ctx.constants = inputs[4:]
+    ctx.save_for_backward(*inputs[2:4], *output[1:])
     ctx.set_materialize_grads(False)
 
 
 def _fp8_head_loss_grad(ctx, grad_loss: Tensor, *_):
-    targets, logits, log_sum_exp, x_f8, w_f8 = ctx.saved_tensors
-    grad_x, grad_w = fp8_head_loss_backward(grad_loss, logits, log_sum_exp, targets, x_f8, w_f8, *ctx.constants)
-    return grad_x, grad_w, None, None, None, None, None
+    grad_x, grad_w = fp8_head_loss_backward(grad_loss, *ctx.saved_tensors, *ctx.constants)
+    return grad_x, grad_w, None, None, None, None, None, None
 
 
 fp8_head_loss.register_autograd(_fp8_head_loss_grad, setup_context=_fp8_head_loss_setup)
@@ -534,13 +561,13 @@ fp8_head_loss.register_autograd(_fp8_head_loss_grad, setup_context=_fp8_head_los
 
 # -----------------------------------------------------------------------------
 # The head's two row-wise ops as Triton kernels on CUDA: one pass over the logits each; the gradient's two
-# layouts are stored from one tile
+# layouts are stored from one tile, then rewritten at the targets' columns
 
 
 if triton is not None:
     @triton.jit
     def logit_stats_kernel(logits_ptr, targets_ptr, log_sum_exp_ptr, target_logit_ptr, cols, slope, height,
-                           BLOCK: tl.constexpr):
+                           TARGETS: tl.constexpr, BLOCK: tl.constexpr):
         """One program per row: logit_stats, with slope = 2 / cap and height = 2 cap."""
         row = tl.program_id(0).to(tl.int64)
         row_ptr = logits_ptr + row * cols
@@ -550,47 +577,79 @@ if triton is not None:
             z = tl.load(row_ptr + col, mask=col < cols, other=0.0).to(tl.float32)
             total += tl.where(col < cols, tl.exp(height * tl.sigmoid(z * slope) - height), 0.0)
         tl.store(log_sum_exp_ptr + row, height + tl.log(tl.sum(total, axis=0)))
-        target_z = tl.load(row_ptr + tl.load(targets_ptr + row)).to(tl.float32)
-        tl.store(target_logit_ptr + row, height * tl.sigmoid(target_z * slope))
+        for j in tl.static_range(TARGETS):
+            target_z = tl.load(row_ptr + tl.maximum(tl.load(targets_ptr + row * TARGETS + j), 0)).to(tl.float32)
+            tl.store(target_logit_ptr + row * TARGETS + j, height * tl.sigmoid(target_z * slope))
 
     @triton.jit
-    def logit_grad_f8_kernel(logits_ptr, log_sum_exp_ptr, targets_ptr, row_scale_ptr, grad_ptr, grad_t_ptr, rows,
-                             cols, slope, height, grad_scale, BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
-        """One tile of logit_grad_f8 (row_scale: grad_loss / rows), stored in both layouts."""
+    def logit_grad_f8_kernel(logits_ptr, log_sum_exp_ptr, weight_sum_ptr, row_scale_ptr, grad_ptr, grad_t_ptr,
+                             rows, cols, slope, height, grad_scale, BLOCK_ROWS: tl.constexpr,
+                             BLOCK_COLS: tl.constexpr):
+        """One tile of logit_grad_f8 away from the targets (weight_sum: each row's summed weight; row_scale:
+        grad_loss / rows), stored in both layouts."""
         row = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
         col = tl.program_id(1) * BLOCK_COLS + tl.arange(0, BLOCK_COLS)
         inside = (row[:, None] < rows) & (col[None, :] < cols)
         offsets = row[:, None].to(tl.int64) * cols + col[None, :]
         sig = tl.sigmoid(tl.load(logits_ptr + offsets, mask=inside, other=0.0).to(tl.float32) * slope)
         log_sum_exp = tl.load(log_sum_exp_ptr + row, mask=row < rows, other=0.0)
-        target = tl.load(targets_ptr + row, mask=row < rows, other=-1)
+        weight_sum = tl.load(weight_sum_ptr + row, mask=row < rows, other=0.0)
         probs = tl.exp(height * sig - log_sum_exp[:, None])
-        grad = tl.where(col[None, :] == target[:, None], probs - 1.0, probs) * tl.load(row_scale_ptr)
+        grad = weight_sum[:, None] * probs * tl.load(row_scale_ptr)
         grad = (grad * height * (sig * (1.0 - sig)) * slope).to(tl.bfloat16).to(tl.float32)
         grad_f8 = (grad * grad_scale).to(tl.float8e5)
         tl.store(grad_ptr + offsets, grad_f8, mask=inside)
         transposed = col[:, None].to(tl.int64) * rows + row[None, :]
         tl.store(grad_t_ptr + transposed, tl.trans(grad_f8), mask=tl.trans(inside))
 
+    @triton.jit
+    def logit_grad_f8_targets_kernel(logits_ptr, log_sum_exp_ptr, targets_ptr, row_weights_ptr, row_scale_ptr,
+                                     grad_ptr, grad_t_ptr, rows, cols, slope, height, grad_scale,
+                                     TARGETS: tl.constexpr, TARGETS_POW2: tl.constexpr, BLOCK_ROWS: tl.constexpr):
+        """logit_grad_f8 at the targets' columns of BLOCK_ROWS rows, over what logit_grad_f8_kernel wrote there:
+        a column takes the weights of every target on it (a repeated target writes the same value again)."""
+        row = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        j = tl.arange(0, TARGETS_POW2)
+        inside = (row[:, None] < rows) & (j[None, :] < TARGETS)
+        index = row[:, None].to(tl.int64) * TARGETS + j[None, :]
+        target = tl.load(targets_ptr + index, mask=inside, other=-1)
+        weight = tl.load(row_weights_ptr + index, mask=inside, other=0.0)
+        hits = tl.sum(tl.where(target[:, :, None] == target[:, None, :], weight[:, None, :], 0.0), axis=2)
+        present = inside & (target >= 0)
+        offsets = row[:, None].to(tl.int64) * cols + target
+        sig = tl.sigmoid(tl.load(logits_ptr + offsets, mask=present, other=0.0).to(tl.float32) * slope)
+        log_sum_exp = tl.load(log_sum_exp_ptr + row, mask=row < rows, other=0.0)
+        probs = tl.exp(height * sig - log_sum_exp[:, None])
+        grad = (tl.sum(weight, axis=1)[:, None] * probs - hits) * tl.load(row_scale_ptr)
+        grad = (grad * height * (sig * (1.0 - sig)) * slope).to(tl.bfloat16).to(tl.float32)
+        grad_f8 = (grad * grad_scale).to(tl.float8e5)
+        tl.store(grad_ptr + offsets, grad_f8, mask=present)
+        tl.store(grad_t_ptr + target.to(tl.int64) * rows + row[:, None], grad_f8, mask=present)
+
     @logit_stats.register_kernel("cuda")
     def _(logits: Tensor, targets: Tensor, cap: float) -> tuple[Tensor, Tensor]:
-        logits, (rows, cols) = logits.contiguous(), logits.shape
+        logits, targets, (rows, cols) = logits.contiguous(), targets.contiguous(), logits.shape
         log_sum_exp = logits.new_empty(rows, dtype=torch.float32)
-        target_logit = logits.new_empty(rows, dtype=torch.float32)
-        logit_stats_kernel[(rows,)](logits, targets.contiguous(), log_sum_exp, target_logit, cols, 2 / cap,
-                                    2 * cap, BLOCK=1024, num_warps=4)
-        return log_sum_exp, target_logit
+        target_logits = logits.new_empty(targets.shape, dtype=torch.float32)
+        logit_stats_kernel[(rows,)](logits, targets, log_sum_exp, target_logits, cols, 2 / cap, 2 * cap,
+                                    TARGETS=targets.size(1), BLOCK=1024, num_warps=4)
+        return log_sum_exp, target_logits
 
     @logit_grad_f8.register_kernel("cuda")
-    def _(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, targets: Tensor, cap: float,
+    def _(grad_loss: Tensor, logits: Tensor, log_sum_exp: Tensor, targets: Tensor, row_weights: Tensor, cap: float,
           grad_scale: float) -> tuple[Tensor, Tensor]:
         logits, (rows, cols) = logits.contiguous(), logits.shape
+        targets, row_weights, log_sum_exp = targets.contiguous(), row_weights.contiguous(), log_sum_exp.contiguous()
         grad_f8 = logits.new_empty((rows, cols), dtype=torch.float8_e5m2)
         grad_f8_t = logits.new_empty((cols, rows), dtype=torch.float8_e5m2)
+        row_scale, constants = grad_loss / rows, (rows, cols, 2 / cap, 2 * cap, grad_scale)
         grid = (triton.cdiv(rows, 32), triton.cdiv(cols, 128))
-        logit_grad_f8_kernel[grid](logits, log_sum_exp.contiguous(), targets.contiguous(), grad_loss / rows,
-                                   grad_f8, grad_f8_t, rows, cols, 2 / cap, 2 * cap, grad_scale,
-                                   BLOCK_ROWS=32, BLOCK_COLS=128, num_warps=8)
+        logit_grad_f8_kernel[grid](logits, log_sum_exp, row_weights.sum(dim=1), row_scale, grad_f8, grad_f8_t,
+                                   *constants, BLOCK_ROWS=32, BLOCK_COLS=128, num_warps=8)
+        logit_grad_f8_targets_kernel[(triton.cdiv(rows, 16),)](
+            logits, log_sum_exp, targets, row_weights, row_scale, grad_f8, grad_f8_t, *constants,
+            TARGETS=targets.size(1), TARGETS_POW2=max(2, triton.next_power_of_2(targets.size(1))), BLOCK_ROWS=16,
+            num_warps=4)
         return grad_f8, grad_f8_t
 
 
@@ -600,6 +659,7 @@ if triton is not None:
 # one-tensor collectives: PyTorch 2.13 names them *_single and deprecates the names that 2.11 has
 all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 reduce_scatter_single = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+
 
 
 def newton_schulz(grad: Tensor, steps: int) -> Tensor:
@@ -1189,6 +1249,7 @@ BIGRAM_MULTIPLIERS = (1_000_003, 998_244_353)  # of the token and of the previou
 NGRAM_BASE, NGRAM_MODULUS = 257, 2 ** 31 - 1  # polynomial hash of a byte n-gram
 NGRAM_MIX = 2_654_435_761  # spreads the polynomial hash over 32 bits before the modulo by the rows
 PAD_BYTE = 0xFF  # the byte rows' empty-slot marker (data/gpt2_tokenizer.py); the end-of-text token's byte is 0xFE
+EOT_VALUE = 256  # the end-of-text token's value in the n-grams' hash, apart from token 186's byte 0xFE
 
 
 def zero_embedding(rows: int, dim: int) -> nn.Embedding:
@@ -1207,6 +1268,13 @@ def bigram_hash(tokens: Tensor, rows: int) -> Tensor:
     return torch.where((current == EOT_TOKEN) | first, rows - 1, hashed)
 
 
+def shifted(x: Tensor, by: int, fill) -> Tensor:
+    """x[t + by] at each position t of the first dimension, fill where t + by lies outside."""
+    count = min(abs(by), len(x))
+    padding = x.new_full((count, *x.shape[1:]), fill)
+    return torch.cat([x[count:], padding]) if by >= 0 else torch.cat([padding, x[:len(x) - count]])
+
+
 def bytes_from_the_end(rows: Tensor, lengths: Tensor, align: str) -> Tensor:
     """(T, slots): each row's bytes from its last one backwards, valid where the index is below its length."""
     if align == "right":
@@ -1218,27 +1286,27 @@ def bytes_from_the_end(rows: Tensor, lengths: Tensor, align: str) -> Tensor:
 def trailing_bytes(tokens: Tensor, rows: Tensor, count: int, align: str) -> tuple[Tensor, Tensor]:
     """The last `count` bytes of each token's document up to and including the token, last first, as
     (T, count) int64 values and (T, count) validity. A document's byte stream is its end-of-text marker
-    (0xFE) followed by its tokens' bytes without pads; bytes before the document or before the sequence's
-    first position are invalid. Every token has at least one byte, so tokens t .. t - count + 1 suffice."""
-    length = len(tokens)
-    token_lengths = (rows != PAD_BYTE).sum(dim=1)
+    (EOT_VALUE, a value no byte has) followed by its tokens' bytes without pads; bytes before the document or
+    before the sequence's first position are invalid. Every token has at least one byte (a token whose one
+    byte is 0xFF fills its row with the pad's value), so tokens t .. t - count + 1 suffice."""
+    token_lengths = (rows != PAD_BYTE).sum(dim=1).clamp_min(1)
+    values = rows.long().masked_fill((tokens == EOT_TOKEN)[:, None] & (rows != PAD_BYTE), EOT_VALUE)
     docs = document_ids(tokens)
     backwards, lengths, same_doc = [], [], []
     for j in range(count):  # token t - j, shifted into position t
-        shifted_lengths = F.pad(token_lengths[:length - j], (j, 0), value=1)
-        shifted_rows = F.pad(rows[:length - j], (0, 0, j, 0), value=PAD_BYTE)
-        backwards.append(bytes_from_the_end(shifted_rows, shifted_lengths, align))
+        shifted_lengths = shifted(token_lengths, -j, 1)
+        backwards.append(bytes_from_the_end(shifted(values, -j, PAD_BYTE), shifted_lengths, align))
         lengths.append(shifted_lengths)
-        same_doc.append(F.pad(docs[:length - j], (j, 0), value=-1) == docs)
+        same_doc.append(shifted(docs, -j, -1) == docs)
     lengths = torch.stack(lengths, dim=1)  # (T, count): bytes of tokens t, t-1, ...
     ends = lengths.cumsum(dim=1)  # bytes from the end of token t through token t - j
     back = torch.arange(count, device=rows.device)
     which = (ends[:, None, :] <= back[None, :, None]).sum(dim=-1)  # (T, count): j of the token holding byte d
     offset = back[None, :] - (ends - lengths).gather(1, which)  # position of byte d inside that token, from its end
-    positions = torch.arange(length, device=rows.device)[:, None]
+    positions = torch.arange(len(tokens), device=rows.device)[:, None]
     values = torch.stack(backwards, dim=1)[positions, which, offset]
     valid = torch.stack(same_doc, dim=1).gather(1, which)
-    return values.long(), valid
+    return values, valid
 
 
 def byte_ngram_hashes(tokens: Tensor, rows: Tensor, max_n: int, table_rows: int, align: str) -> tuple[Tensor, Tensor]:
@@ -1280,6 +1348,85 @@ class ByteNgramEmbedding(nn.Module):
         hashes, exists = byte_ngram_hashes(tokens, rows, self.max_n, self.table.num_embeddings, self.align)
         # a lookup and a masked sum, which inductor fuses; embedding_bag's backward cost 2.7 ms on an H200
         return (self.table(hashes) * exists[..., None].to(self.table.weight.dtype)).sum(dim=1)
+
+
+# -----------------------------------------------------------------------------
+# Output targets: beside the next token, the tokens further ahead (multi-token prediction) and the next
+# token's prefix tokens (its spelling, shortened token by token), weighted in the head's one softmax
+
+
+def prefix_table() -> np.ndarray:
+    """For each GPT-2 token id, the id of the token whose UTF-8 bytes are the longest proper prefix of its
+    bytes, or -1 where none is a token (the 256 single bytes, end-of-text): int64, 50,257 entries."""
+    from data.gpt2_tokenizer import load_gpt2_encoding, token_bytes
+    spellings = token_bytes(load_gpt2_encoding())[:EOT_TOKEN]  # end-of-text's stand-in byte is no spelling
+    ids = {spelling: i for i, spelling in enumerate(spellings)}
+    table = np.full(EOT_TOKEN + 1, -1, dtype=np.int64)
+    for i, spelling in enumerate(spellings):
+        table[i] = next((ids[spelling[:n]] for n in range(len(spelling) - 1, 0, -1) if spelling[:n] in ids), -1)
+    return table
+
+
+def prefix_chains(table: np.ndarray, depth: int, vocab_size: int) -> np.ndarray:
+    """(vocab_size, depth) int64: row i holds i's prefix token, that token's prefix token, and so on, then
+    -1 (ids past the table have none)."""
+    link = np.full(vocab_size + 1, -1, dtype=np.int64)  # link[-1], the extra last entry: no prefix of none
+    link[:len(table)] = table
+    chains, current = np.empty((vocab_size, depth), dtype=np.int64), np.arange(vocab_size)
+    for d in range(depth):
+        current = link[current]
+        chains[:, d] = current
+    return chains
+
+
+def parse_weights(text: str) -> list[float]:
+    """mtp_weights' comma-separated numbers (empty: none)."""
+    return [float(part) for part in text.split(",")] if text.strip() else []
+
+
+def ramp_down(progress: float, start: float, length: float) -> float:
+    """1 until start, then linearly down to 0 at start + length (fractions of the run)."""
+    return min(1.0, max(0.0, 1 - (progress - start) / length))
+
+
+def target_weights(step: int, cfg: Hyperparameters) -> tuple[float, ...]:
+    """The weights of training_targets' columns at step: 1 for the next token; with M tokens further ahead,
+    each keeps its weight and then decays linearly to 0 over (2/3) / M of the run, the furthest first (for
+    M = 2, the record's: the furthest over the first third, the other over the second); each prefix token
+    keeps its weight (halved per level of the chain) over the first third and decays to 0 over the second."""
+    progress = step / cfg.num_iterations
+    ahead = parse_weights(cfg.mtp_weights)
+    stage = 2 / 3 / max(len(ahead), 1)
+    weights = [1.0] + [w * ramp_down(progress, (len(ahead) - 1 - i) * stage, stage) for i, w in enumerate(ahead)]
+    if cfg.prefix_weight > 0:
+        decay = ramp_down(progress, 1 / 3, 1 / 3)
+        weights += [cfg.prefix_weight * 0.5 ** d * decay for d in range(cfg.prefix_depth)]
+    return tuple(weights)
+
+
+def training_targets(target_seq: Tensor, ahead: int, chains: Tensor | None) -> Tensor:
+    """(T, K) targets of a sequence whose next tokens are target_seq: the next token, the tokens 2 .. ahead
+    + 1 positions on, then the next token's prefix chain (chains: prefix_chains' rows as a device table).
+    A token past the sequence's end, or in a later document than the position (an end-of-text lies
+    between), is -1: no target."""
+    window = torch.cat([target_seq, target_seq.new_full((ahead,), -1)]).unfold(0, ahead + 1, 1)
+    ends_before = F.pad((window == EOT_TOKEN).cumsum(dim=1)[:, :-1], (1, 0))  # end-of-texts before each column
+    targets = window.masked_fill(ends_before > 0, -1)
+    return targets if chains is None else torch.cat([targets, chains[target_seq]], dim=1)
+
+
+def weighted_targets(target_seq: Tensor, target_weights: Tensor, ahead: int,
+                     chains: Tensor | None) -> tuple[Tensor, Tensor]:
+    """training_targets and each one's weight (target_weights' values as a device tensor; 0 where absent)."""
+    targets = training_targets(target_seq, ahead, chains)
+    return targets, target_weights * (targets >= 0)
+
+
+@functools.cache
+def device_values(values: tuple[float, ...], device: torch.device) -> Tensor:
+    """A float32 device tensor of values, made once: a schedule's values enter compiled graphs as inputs,
+    so that changing them recompiles nothing, and no step waits for a host-to-device copy."""
+    return torch.tensor(values, dtype=torch.float32, device=device)
 
 
 # -----------------------------------------------------------------------------
@@ -1327,6 +1474,10 @@ class GPT(nn.Module):
         if cfg.byte_ngram_rows:
             self.byte_ngram_embed = ByteNgramEmbedding(cfg.byte_ngram_rows, cfg.model_dim, cfg.byte_ngram_max,
                                                        cfg.byte_align)
+        self.tokens_ahead = len(parse_weights(cfg.mtp_weights))  # multi-token prediction's extra targets
+        chains = prefix_chains(prefix_table(), cfg.prefix_depth, cfg.vocab_size) if cfg.prefix_weight > 0 else None
+        # the prefix targets' table: a buffer, so it follows the model's device, and not saved in checkpoints
+        self.register_buffer("prefix_chains", None if chains is None else torch.from_numpy(chains), persistent=False)
 
     def vocab_embedding(self, first: int, byte_rows: Tensor) -> Tensor:
         """(rows, model_dim) input embeddings of the token ids first .. first + rows - 1 through the MoT front
@@ -1379,28 +1530,49 @@ class GPT(nn.Module):
         """(1, T, padded vocab) softcapped float32 logits: the transformer blocks and the head."""
         return softcap(self.lm_head(self.trunk(embedding, input_seq, window_blocks)), self.cfg.logit_cap)
 
-    def trunk_loss(self, embedding: Tensor, input_seq: Tensor, target_seq: Tensor, window_blocks: Tensor) -> Tensor:
-        """Mean cross-entropy of the trunk's softcapped logits; in training with an FP8 head, one fused op."""
+    def trunk_loss(self, embedding: Tensor, input_seq: Tensor, target_seq: Tensor, window_blocks: Tensor,
+                   target_weights: Tensor | None = None) -> Tensor:
+        """Mean cross-entropy of the trunk's softcapped logits against the next token; in training with
+        target_weights (target_weights' values as a device tensor), plus the weighted terms of the further
+        targets of training_targets; in training with an FP8 head, one fused op."""
         if self.fp8_scales is not None and self.training:
             features = self.trunk(embedding, input_seq, window_blocks)[0]
-            return fp8_head_loss(features, self.lm_head.weight, target_seq, self.cfg.logit_cap, *self.fp8_scales)[0]
+            return self.fp8_loss(features, target_seq, target_weights)
         logits = self.trunk_logits(embedding, input_seq, window_blocks)
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), target_seq)
+        return weighted_cross_entropy(logits.view(-1, logits.size(-1)), *self.targets(target_seq, target_weights))
+
+    def targets(self, target_seq: Tensor, target_weights: Tensor | None,
+                build=weighted_targets) -> tuple[Tensor, Tensor]:
+        """(T, K) targets and their weights (zero where absent): weighted_targets' (made by build) with
+        target_weights in training, else the next token alone."""
+        if not (self.training and target_weights is not None):
+            return target_seq[:, None], torch.ones((len(target_seq), 1), device=target_seq.device)
+        return build(target_seq, target_weights, self.tokens_ahead, self.prefix_chains)
+
+    @torch.compiler.disable
+    def fp8_loss(self, features: Tensor, target_seq: Tensor, target_weights: Tensor | None) -> Tensor:
+        """The FP8 head's fused loss, outside the trunk's compiled graph, whose graph then stays the same
+        whatever the targets (inductor's cache serves every target variant); the targets are built by a
+        small graph of their own."""
+        targets = self.targets(target_seq, target_weights, build=lazy_compile(weighted_targets))
+        return fp8_head_loss(features, self.lm_head.weight, *targets, self.cfg.logit_cap, *self.fp8_scales)[0]
 
     def logits(self, input_seq: Tensor, window_blocks: Tensor, input_bytes: Tensor | None = None,
                table: Tensor | None = None) -> Tensor:
         return self.trunk_logits(self.embed_input(input_seq, input_bytes, table), input_seq, window_blocks)
 
     def forward(self, input_seq: Tensor, target_seq: Tensor, window_blocks: Tensor,
-                input_bytes: Tensor | None = None, table: Tensor | None = None) -> Tensor:
-        return self.trunk_loss(self.embed_input(input_seq, input_bytes, table), input_seq, target_seq, window_blocks)
+                input_bytes: Tensor | None = None, table: Tensor | None = None,
+                target_weights: Tensor | None = None) -> Tensor:
+        return self.trunk_loss(self.embed_input(input_seq, input_bytes, table), input_seq, target_seq, window_blocks,
+                               target_weights)
 
 
 def compile_model(model: GPT) -> None:
     """Compiles the input embedding, the front end's vocabulary table and the trunk (blocks, head, loss) as
-    separate graphs. The trunk's graph is the same whatever the front end, so inductor's on-disk cache
-    compiles it once per machine and GPU and front-end ablations after the first pay only for their own
-    small graphs."""
+    separate graphs. The trunk's graph is the same whatever the front end and the output targets (the FP8
+    loss, GPT.fp8_loss, runs outside it), so inductor's on-disk cache compiles it once per machine and GPU
+    and ablations after the first pay only for their own small graphs."""
     model.embed_input = torch.compile(model.embed_input, dynamic=False)
     if model.byte_front_end is not None:
         model.vocab_embedding = torch.compile(model.vocab_embedding, dynamic=False)
@@ -1420,10 +1592,18 @@ class Runtime:
     flex: bool  # FlexAttention block masks, else dense masks
     fp8_head: bool  # FP8 lm_head through torch._scaled_mm
     embed_dtype: torch.dtype  # dtype of the embedding tables (the activations follow it)
+    exchange: str = "gloo"  # the collectives' backend: NCCL between GPUs of their own, else gloo
+    gpus: int = 0  # GPUs the ranks run on (fewer than the ranks in a rehearsal)
 
     @property
     def master(self) -> bool:
         return self.rank == 0
+
+
+def check_world_size(cfg: Hyperparameters, world_size: int) -> None:
+    if cfg.global_batch_seqs % world_size:
+        raise RunError(f"world size {world_size} does not divide global_batch_seqs={cfg.global_batch_seqs}: "
+                       "use a number of processes that divides it (1, 2, 4 or 8 for the default 8)")
 
 
 def select_runtime(cfg: Hyperparameters) -> Runtime:
@@ -1431,16 +1611,20 @@ def select_runtime(cfg: Hyperparameters) -> Runtime:
         raise RunError("no CUDA device found: the full run needs GPUs; try python train_gpt.py --smoke on CPU")
     use_cuda = cfg.device != "cpu"
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if cfg.global_batch_seqs % world_size:
-        raise RunError(f"world size {world_size} does not divide global_batch_seqs={cfg.global_batch_seqs}: "
-                       "use a number of processes that divides it (1, 2, 4 or 8 for the default 8)")
+    check_world_size(cfg, world_size)
     if cfg.bench_ranks and world_size > 1:
         raise RunError(f"bench_ranks={cfg.bench_ranks} times one rank on one process; run it without torchrun")
     if use_cuda:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        local_rank, gpus = int(os.environ.get("LOCAL_RANK", 0)), torch.cuda.device_count()
+        if local_rank >= gpus and not cfg.rehearse:
+            raise RunError(f"local rank {local_rank} but {gpus} GPU(s) visible: start one process per GPU, or add "
+                           "--rehearse=1 to let the ranks share the GPUs (a slow rehearsal of the launch)")
+        device = torch.device("cuda", local_rank % gpus)
         torch.cuda.set_device(device)
         fp8 = torch.cuda.get_device_capability(device) >= (9, 0)
-        return Runtime(device, rank, world_size, compiled=True, flex=True, fp8_head=fp8, embed_dtype=torch.bfloat16)
+        shared = cfg.rehearse and world_size > gpus  # NCCL refuses two ranks on one GPU; gloo takes CUDA tensors
+        return Runtime(device, rank, world_size, compiled=True, flex=True, fp8_head=fp8, embed_dtype=torch.bfloat16,
+                       exchange="gloo" if shared else "nccl", gpus=min(gpus, world_size))
     return Runtime(torch.device("cpu"), rank, world_size, compiled=False, flex=False, fp8_head=False,
                    embed_dtype=torch.float32)
 
@@ -1543,9 +1727,11 @@ class WindowTensors:
         return self.cache[blocks]
 
 
-def run_model(model, batch: tuple[Tensor, ...], window: Tensor, table: Tensor | None = None) -> Tensor:
-    """Loss of one micro-batch (inputs, targets[, input byte rows]); table: the front end's vocabulary table."""
-    return model(batch[0], batch[1], window, *batch[2:], table=table)
+def run_model(model, batch: tuple[Tensor, ...], window: Tensor, table: Tensor | None = None,
+              target_weights: Tensor | None = None) -> Tensor:
+    """Loss of one micro-batch (inputs, targets[, input byte rows]); table: the front end's vocabulary table;
+    target_weights: the training targets' weights (the next token's alone where None)."""
+    return model(batch[0], batch[1], window, *batch[2:], table=table, target_weights=target_weights)
 
 
 def open_stream(cfg: Hyperparameters, pattern: str, role: str) -> TokenStream:
@@ -1624,15 +1810,15 @@ class VocabTable:
         return self._full(self._own_rows())
 
 
-def accumulate_gradients(model: GPT, batches, window: Tensor, micro_steps: int,
-                         table: Tensor | None = None) -> Tensor:
+def accumulate_gradients(model: GPT, batches, window: Tensor, micro_steps: int, table: Tensor | None = None,
+                         target_weights: Tensor | None = None) -> Tensor:
     """Forward and backward over micro_steps micro-batches; .grad holds the sum of the per-sequence losses'
     gradients. Each backward starts from the unscaled loss, as the record's does: the FP8 head casts that
     gradient to float8_e5m2, and a loss divided before its backward would lose entries there to underflow.
     Returns the summed loss, a device scalar."""
     total = torch.zeros((), device=window.device)
     for _ in range(micro_steps):
-        loss = run_model(model, next(batches), window, table)
+        loss = run_model(model, next(batches), window, table, target_weights)
         loss.backward()
         total += loss.detach()
     return total
@@ -1671,7 +1857,8 @@ def train_step(model: GPT, optimizers, batches, window: Tensor, step: int, cfg: 
     """One optimizer step over the global batch. Returns, reduced over ranks without a host sync, a device
     tensor of the mean training loss and of how many ranks asked to stop."""
     table = vocab_table.forward() if vocab_table is not None else None
-    loss_sum = accumulate_gradients(model, batches, window, micro_steps_per_rank(cfg, runtime), table)
+    weights = device_values(target_weights(step, cfg), runtime.device)
+    loss_sum = accumulate_gradients(model, batches, window, micro_steps_per_rank(cfg, runtime), table, weights)
     if vocab_table is not None:
         vocab_table.backward()
     stop_vote = torch.full((), float(stop_requested), device=runtime.device)  # a fill, not a host copy
@@ -1776,7 +1963,7 @@ class Logger:
         self.path = None
         if runtime.master:
             run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-            self.path = Path(cfg.log_dir) / f"{run_id}.txt"
+            self.path = Path(cfg.log_dir).resolve() / f"{run_id}.txt"  # absolute: printed paths work from anywhere
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.path.touch()
@@ -1796,7 +1983,10 @@ def environment_report(runtime: Runtime) -> str:
     lines = [f"Python {sys.version.split()[0]} on {platform.platform()}",
              f"PyTorch {torch.__version__}, CUDA {torch.version.cuda}",
              f"device {runtime.device}, world size {runtime.world_size}, compiled {runtime.compiled}, "
-             f"FlexAttention {runtime.flex}, FP8 head {runtime.fp8_head}"]
+             f"FlexAttention {runtime.flex}, FP8 head {runtime.fp8_head}, collectives over {runtime.exchange}"]
+    if runtime.device.type == "cuda" and runtime.gpus < runtime.world_size:
+        lines.append(f"rehearsal: {runtime.world_size} ranks share {runtime.gpus} GPU(s), exchanging through host "
+                     "memory; the training is the real run's, its times are not")
     if runtime.device.type == "cuda":
         try:
             lines.append(subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout)
@@ -1840,8 +2030,13 @@ NOT_IN_RESULT = {"log_dir", "devlog", "profile_steps", "save_checkpoint", "save_
 def result_line(cfg: Hyperparameters, runtime: Runtime, val_loss: float, train_ms: float, median_ms: float) -> str:
     """One Markdown line to paste into DEVLOG.md."""
     changed = " ".join(f"{k}={v}" for k, v in changed_constants(cfg).items() if k not in NOT_IN_RESULT)
-    device = torch.cuda.get_device_name(runtime.device) if runtime.device.type == "cuda" else "CPU"
-    return (f"- {time.strftime('%Y-%m-%d')} `{git_commit()}` {runtime.world_size} x {device} "
+    device = f"{runtime.world_size} x CPU"
+    if runtime.device.type == "cuda":
+        device = f"{runtime.world_size} x {torch.cuda.get_device_name(runtime.device)}"
+        if runtime.gpus < runtime.world_size:
+            device = f"{runtime.world_size} ranks on {runtime.gpus} x {torch.cuda.get_device_name(runtime.device)} " \
+                     "(a rehearsal: its times are not the run's)"
+    return (f"- {time.strftime('%Y-%m-%d')} `{git_commit()}` {device} "
             f"`{changed or 'defaults'}`: val_loss {val_loss:.4f}, train_time {train_ms / 1000:.1f} s, "
             f"median step {median_ms:.2f} ms, peak memory {peak_memory_mib(runtime)} MiB")
 
@@ -1861,7 +2056,7 @@ def append_to_devlog(line: str, note: str) -> Path:
 CHECKPOINT_FORMAT = "speedrun-checkpoint-3"  # 2: Muon groups matrices by shape; 3: byte_layers
 # constants that may change between a run and its resumption: those that do not change what it trains,
 # and where and how far it runs
-RESUMABLE_CHANGES = NOT_IN_RESULT | {"stop_step", "device", "coordinate_descent_tuning"}
+RESUMABLE_CHANGES = NOT_IN_RESULT | {"stop_step", "device", "coordinate_descent_tuning", "rehearse"}
 
 
 def share_muon_state(muon: Muon, runtime: Runtime) -> None:
@@ -1983,8 +2178,14 @@ def shard_tokens(pattern: str, role: str, cfg: Hyperparameters) -> int:
     return total
 
 
-def check_token_budget(cfg: Hyperparameters, runtime: Runtime) -> None:
-    """Fails before training when the shards cannot feed the configured steps and validation."""
+def check_token_budget(cfg: Hyperparameters, world_size: int) -> None:
+    """Fails before training when the shards cannot feed the configured steps and validation, or when a
+    shard would serve both."""
+    shared = set(map(Path.resolve, shard_files(cfg.train_files, "training"))) & set(
+        map(Path.resolve, shard_files(cfg.val_files, "validation")))
+    if shared:
+        raise DataError(f"{sorted(shared)[0]} is both a training and a validation shard: give train_files and "
+                        "val_files patterns that match different files")
     train_have = shard_tokens(cfg.train_files, "training", cfg)
     steps = run_steps(cfg)
     train_need = steps * cfg.global_batch_seqs * cfg.seq_len + 1
@@ -1992,7 +2193,7 @@ def check_token_budget(cfg: Hyperparameters, runtime: Runtime) -> None:
         raise DataError(f"training needs {train_need} tokens ({steps} steps of "
                         f"{cfg.global_batch_seqs} x {cfg.seq_len}) but {cfg.train_files!r} holds {train_have}; "
                         "add shards or lower --num_iterations")
-    per_val_step = runtime.world_size * cfg.val_seq_len
+    per_val_step = world_size * cfg.val_seq_len
     if cfg.val_tokens % per_val_step:  # positive: check_config
         raise RunError(f"val_tokens={cfg.val_tokens} must be a positive multiple of world size x val_seq_len = "
                        f"{per_val_step}")
@@ -2010,10 +2211,10 @@ def run_steps(cfg: Hyperparameters) -> int:
 POSITIVE = ("val_tokens", "seq_len", "val_seq_len", "global_batch_seqs", "model_dim", "num_heads", "head_dim",
             "attn_scale", "logit_cap", "attn_block_size", "window_max_tokens", "bytes_per_token", "byte_dim",
             "byte_heads", "byte_window_tokens", "byte_layers", "byte_pool", "num_iterations", "adam_eps",
-            "muon_ns_steps", "seed_count")
+            "muon_ns_steps", "seed_count", "prefix_depth")
 NOT_NEGATIVE = ("bigram_hash_rows", "byte_ngram_rows", "stop_step", "adam_head_lr", "adam_embed_lr", "adam_scalar_lr",
                 "muon_lr", "muon_momentum_warmup_steps", "val_loss_every", "warmup_steps", "profile_steps",
-                "bench_ranks", "save_every")
+                "bench_ranks", "save_every", "prefix_weight")
 FRACTIONS = ("cooldown_frac", "final_lr_frac", "muon_momentum", "muon_momentum_start")  # in [0, 1]
 BELOW_ONE = ("adam_beta1", "adam_beta2")  # in [0, 1)
 CHOICES = {"device": ("auto", "cuda", "cpu"), "byte_align": tuple(BYTE_ALIGN_CODES), "mot_mix": ("residual", "replace"),
@@ -2022,6 +2223,9 @@ CHOICES = {"device": ("auto", "cuda", "cpu"), "byte_align": tuple(BYTE_ALIGN_COD
 
 def check_config(cfg: Hyperparameters) -> None:
     """Refuses constants outside their ranges, each with one line that names it and what it may be."""
+    for field in dataclasses.fields(cfg):
+        if field.type is float and not math.isfinite(getattr(cfg, field.name)):
+            raise RunError(f"{field.name}={getattr(cfg, field.name)} must be a finite number")
     for name in POSITIVE:
         if not getattr(cfg, name) > 0:
             raise RunError(f"{name}={getattr(cfg, name)} must be positive")
@@ -2044,6 +2248,11 @@ def check_config(cfg: Hyperparameters) -> None:
     if cfg.logit_cap > 40:
         raise RunError(f"logit_cap={cfg.logit_cap} must be at most 40: the FP8 head's loss shifts its log-sum-exp by "
                        "2 x logit_cap, and float32 exp underflows beyond that")
+    if cfg.num_heads * cfg.head_dim != cfg.model_dim:
+        raise RunError(f"num_heads={cfg.num_heads} x head_dim={cfg.head_dim} must equal model_dim={cfg.model_dim} "
+                       "(the value embeddings are model_dim wide): change one of the three")
+    if not 0 <= cfg.seed <= 2 ** 63 - cfg.seed_count:
+        raise RunError(f"seed={cfg.seed}: use a whole number from 0 to 2**63 - seed_count")
     if cfg.head_dim % 4:
         raise RunError(f"head_dim={cfg.head_dim} must be a multiple of 4 (a quarter of it rotates)")
     for name in ("seq_len", "val_seq_len"):
@@ -2057,10 +2266,29 @@ def check_config(cfg: Hyperparameters) -> None:
                        "one run; leave seed_count at 1 (or run one process per seed)")
     if cfg.bytes_per_token % cfg.byte_pool:
         raise RunError(f"byte_pool={cfg.byte_pool} must divide bytes_per_token={cfg.bytes_per_token}")
+    check_target_weights(cfg)
+    if cfg.devlog:
+        try:
+            open(DEVLOG, "a").close()
+        except OSError as e:
+            raise RunError(f"--devlog: cannot append to {DEVLOG} ({e.strerror}); make it writable or leave out "
+                           "--devlog") from None
     if cfg.bigram_hash_rows == 1:
         raise RunError("bigram_hash_rows=1: use 0 (off) or at least 2 (one row is kept for 'no previous token')")
     if not 2 <= cfg.byte_ngram_max <= cfg.bytes_per_token:
         raise RunError(f"byte_ngram_max={cfg.byte_ngram_max}: n-grams span 2 to bytes_per_token={cfg.bytes_per_token} bytes")
+
+
+def check_target_weights(cfg: Hyperparameters) -> None:
+    """mtp_weights must be comma-separated finite numbers, none negative."""
+    try:
+        weights = parse_weights(cfg.mtp_weights)
+    except ValueError:
+        raise RunError(f"mtp_weights={cfg.mtp_weights!r}: give comma-separated numbers, e.g. --mtp_weights=0.5,0.25 "
+                       "(empty: off)") from None
+    for weight in weights:
+        if not 0 <= weight < math.inf:
+            raise RunError(f"mtp_weights={cfg.mtp_weights!r}: {weight} must be a finite number, at least 0")
 
 
 def check_byte_shards(cfg: Hyperparameters, byte_table: np.ndarray) -> None:
@@ -2120,7 +2348,7 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger, notes: list[str] 
     runs = seed_runs(cfg)
     cfg = runs[0]
     write_header(log, cfg, runtime, [*notes, *seed_note(runs, 0, log)])
-    check_token_budget(cfg, runtime)
+    check_token_budget(cfg, runtime.world_size)
     byte_table = load_byte_table(cfg) if cfg.use_mot or uses_bytes(cfg) else None
     if uses_bytes(cfg):
         check_byte_shards(cfg, byte_table)
@@ -2197,7 +2425,7 @@ def train_run(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, lo
         stats = HostCopy(train_step(model, optimizers, batches, window, step, cfg, runtime, stop.signal is not None,
                                     vocab_table))
         if pending is not None:  # the previous step's results, copied while this step was being queued
-            stop_agreed = check_step_stats(pending.values(), step)
+            stop_agreed = check_step_stats(pending.values(), step, cfg, log)
         pending = stats
         now = time.perf_counter()
         step_ms.append(1000 * (now - step_start))
@@ -2205,7 +2433,7 @@ def train_run(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, lo
         log(f"step:{step + 1}/{cfg.num_iterations} train_time:{elapsed:.0f}ms "
             f"step_avg:{elapsed / (step + 1):.2f}ms")
     if pending is not None:
-        check_step_stats(pending.values(), steps)
+        check_step_stats(pending.values(), steps, cfg, log)
 
     log(peak_memory_report(runtime))
     steady = step_ms[min(20, len(step_ms) // 2):]
@@ -2247,9 +2475,11 @@ class HostCopy:
         return self.host.tolist()
 
 
-def check_step_stats(stats: list[float], step: int) -> bool:
-    """Fails on a non-finite mean training loss; returns whether any rank asked to stop."""
+def check_step_stats(stats: list[float], step: int, cfg: Hyperparameters, log) -> bool:
+    """Logs step's mean training loss (with output targets, their weighted sum) to the log file, fails where
+    it is not finite, and returns whether any rank asked to stop."""
     loss, stop_votes = stats
+    log(f"step:{step}/{cfg.num_iterations} train_loss:{loss:.6f}", console=False)
     if not math.isfinite(loss):
         raise RunError(f"training loss is {loss} at step {step}; stopping (lower the learning rates or check the data)")
     return stop_votes > 0
@@ -2260,23 +2490,34 @@ def synchronize(runtime: Runtime) -> None:
         torch.cuda.synchronize()
 
 
+def check_launch(cfg: Hyperparameters, world_size: int) -> None:
+    """--check: what a launch of world_size processes can know before any of them starts (the constants, the
+    shards against the steps), so that run.sh reports a bad configuration once, not once per rank."""
+    check_world_size(cfg, world_size)
+    check_token_budget(cfg, world_size)
+    print(f"check: the constants and the shards fit a run of {world_size} process(es)")
+
+
 def main(argv: list[str]) -> int:
     if "--help" in argv or "-h" in argv:
         print(constants_help())
         return 0
     runtime = log = None
     try:
-        cfg = parse_args(argv)
+        cfg = parse_args([arg for arg in argv if arg != "--check"])
         check_config(cfg)
+        if "--check" in argv:
+            check_launch(cfg, int(os.environ.get("WORLD_SIZE", 1)))
+            return 0
         runtime = select_runtime(cfg)
         if runtime.world_size > 1:
-            dist.init_process_group(backend="nccl" if runtime.device.type == "cuda" else "gloo",
-                                    device_id=runtime.device if runtime.device.type == "cuda" else None)
+            dist.init_process_group(backend=runtime.exchange,
+                                    device_id=runtime.device if runtime.exchange == "nccl" else None)
         log = Logger(cfg, runtime)
         train(cfg, runtime, log, preset_notes(argv, committed_defaults()))
         return 0
     except RunError as e:
-        if runtime is None or runtime.master:
+        if (runtime.rank if runtime is not None else int(os.environ.get("RANK", 0))) == 0:
             print(f"error: {e}", file=sys.stderr, flush=True)
         if log is not None:
             log(f"error: {e}", console=False)

@@ -194,21 +194,24 @@ def tokenize_to_shards(inputs: list[Path], out_dir: Path, name: str, val_tokens:
     prepare_output(out_dir, name, force)
     sink = ShardSink(out_dir, name, val_tokens, shard_tokens, ByteShardWriter(bytes_per_token, align))
     start, total, docs = time.perf_counter(), 0, 0
-    with Pool(workers, initializer=_init_worker) as pool, \
-            tqdm(unit="tok", unit_scale=True, desc="tokenizing", smoothing=0.1) as bar:
-        for tokens in pool.imap(tokenize, documents(inputs), chunksize=16):
-            sink.add(tokens)
-            total += len(tokens)
-            docs += 1
-            bar.update(len(tokens))
-    sink.close()
-    if docs == 0 or sink.next_train_index == 1:
-        for path in existing_shards(out_dir, name):  # no half-made data set is left behind
-            path.unlink()
+    try:
+        with Pool(workers, initializer=_init_worker) as pool, \
+                tqdm(unit="tok", unit_scale=True, desc="tokenizing", smoothing=0.1) as bar:
+            for tokens in pool.imap(tokenize, documents(inputs), chunksize=16):
+                sink.add(tokens)
+                total += len(tokens)
+                docs += 1
+                bar.update(len(tokens))
+        sink.close()
         if docs == 0:
             raise InputError(f"the inputs hold no documents: {' '.join(map(str, inputs))}")
-        raise InputError(f"all {total} tokens would go to the validation shard, none to training; lower "
-                         f"--val_tokens (now {val_tokens}) or add text")
+        if sink.next_train_index == 1:
+            raise InputError(f"all {total} tokens would go to the validation shard, none to training; lower "
+                             f"--val_tokens (now {val_tokens}) or add text")
+    except BaseException:  # a bad input, an interrupt: no half-made data set is left for a run to train on
+        for path in existing_shards(out_dir, name):
+            path.unlink()
+        raise
     seconds = time.perf_counter() - start
     return dict(documents=docs, tokens=total, seconds=seconds, shards=sink.written)
 

@@ -4,7 +4,8 @@ process per variant, then a table with ratios.
 
     python records/bench_mot.py --data DIR [--variants baseline,cross,self_w16] [--micro_steps 8] [--steps 40]
 
-DIR holds shards from data/fineweb.py --name wiki (wiki_train_*.bin, wiki_val_*.bin and their byte shards).
+DIR holds shards NAME_train_*.bin, NAME_val_*.bin and their byte shards (--name, default wiki: data/fineweb.py
+--name wiki; data/fineweb10B from data/cached_fineweb10B.py with --name fineweb).
 Each step is --micro_steps micro-steps of 48K tokens on one GPU (--global_batch_seqs) on the first steps of
 the record schedule; the median skips the first 20 steps (the first half of fewer than 40). The default of 8
 gives each micro-step about the work of one rank of the 8-GPU run: a forward and backward and an eighth of
@@ -59,6 +60,14 @@ VARIANTS = {
     "cross_bigram": ["--use_mot=1", "--bigram_hash_rows=251520"],
     "self_w1_bigram": ["--use_mot=1", "--byte_self_attn=1", "--byte_window_tokens=1", "--bigram_hash_rows=251520"],
     "ngram_bigram": ["--byte_ngram_rows=251520", "--bigram_hash_rows=251520"],
+    "mtp": ["--mtp_weights=0.5,0.25"],  # the tokens 2 and 3 ahead, the 2026 record's weights
+    "prefix": ["--prefix_weight=0.25"],  # the next token's prefix token, the 2026 record's weight
+    "prefix_d21": ["--prefix_weight=0.25", "--prefix_depth=21"],  # the whole chain, down to the first byte
+    "mtp_prefix": ["--mtp_weights=0.5,0.25", "--prefix_weight=0.25"],
+    "bigram_mtp": ["--bigram_hash_rows=251520", "--mtp_weights=0.5,0.25"],
+    "bigram_mtp_prefix": ["--bigram_hash_rows=251520", "--mtp_weights=0.5,0.25", "--prefix_weight=0.25"],
+    "bigram_mtp_prefix_d21": ["--bigram_hash_rows=251520", "--mtp_weights=0.5,0.25", "--prefix_weight=0.25",
+                              "--prefix_depth=21"],
 }
 PATTERNS = {
     "ms": r"median step:[\d.]+ms \(([\d.]+)ms per micro-step",
@@ -94,7 +103,7 @@ def train_command(data: Path, name: str, *flags: str, root: Path = ROOT) -> list
 
 def run_variant(name: str, args, log_dir: Path, root: Path = ROOT, data: Path | None = None) -> dict:
     rank_share = [f"--bench_ranks={args.ranks}"] if args.ranks else []
-    command = train_command(data or args.data, "wiki", f"--val_tokens={262144 * args.nproc}",
+    command = train_command(data or args.data, args.name, f"--val_tokens={262144 * args.nproc}",
                             f"--global_batch_seqs={args.micro_steps * args.nproc}", f"--stop_step={args.steps}",
                             "--val_loss_every=0", "--warmup_steps=1", f"--log_dir={log_dir}",
                             f"--profile_steps={args.profile_steps}", *rank_share, *VARIANTS[name],
@@ -116,7 +125,8 @@ def run_variant(name: str, args, log_dir: Path, root: Path = ROOT, data: Path | 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Time MoT variants against the baseline on one GPU.")
-    parser.add_argument("--data", required=True, help="directory of wiki_* token and byte shards")
+    parser.add_argument("--data", required=True, help="directory of NAME_* token and byte shards")
+    parser.add_argument("--name", default="wiki", help="their name prefix (data/fineweb.py --name; FineWeb: fineweb)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--micro_steps", type=int, default=8, help="48K-token micro-steps per optimizer step")
     parser.add_argument("--steps", type=int, default=40, help="steps per variant (median after the first 20)")

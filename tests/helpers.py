@@ -1,13 +1,19 @@
 """Small writers of shard files for tests, independent of the project's writers, a CPU runtime, a weight
-randomizer and a gloo launcher."""
+randomizer, a gloo launcher, and the head's constants."""
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import train_gpt as T
+
+SCALES = (2.0, 2.0 ** 9, 2.0 ** 19)  # the model's FP8 scales: the head's input, weight and gradient
+CAP = 15.0  # the record's logit cap
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available() or T.triton is None,
+                                reason="the head's Triton kernels run on CUDA")
 
 
 def write_raw_token_shard(path: Path, tokens, magic=20240520, version=1, claimed=None) -> Path:

@@ -139,7 +139,8 @@ def test_resume_that_cannot_continue_is_refused_before_compiling(saved, tmp_path
     cfg, runtime, *_, path = saved
     with pytest.raises(T.RunError, match="the checkpoint is at step 2, so a run of 2 steps has nothing left to train"):
         T.load_checkpoint(str(path), T.parse_args(["--smoke", "--stop_step=2"]), runtime)
-    assert T.main(["--smoke", f"--resume={path}", "--resume_force=1", "--model_dim=32", f"--log_dir={tmp_path}"]) == 1
+    assert T.main(["--smoke", f"--resume={path}", "--resume_force=1", "--model_dim=32", "--head_dim=16",
+                   f"--log_dir={tmp_path}"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: --resume={path}: the checkpoint's model has other tensors or shapes than this one")
     assert len(err.splitlines()) == 1

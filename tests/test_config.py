@@ -90,8 +90,11 @@ def test_readme_table_and_help_come_from_the_constants(capsys):
         assert f"| `{name}` |" in table, name
     assert T.main(["--help"]) == 0
     shown = capsys.readouterr().out
-    assert "--seq_len=48 * 1024  tokens per micro-step on one GPU (one packed sequence)" in shown
+    assert "--seq_len=49152  (48 * 1024) tokens per micro-step on one GPU (one packed sequence)" in shown
     assert all(f"--{name}=" in shown for name in T.Hyperparameters.__dataclass_fields__)
+    typed_back = [line.split()[0] for line in shown.splitlines() if line.startswith("    --")]
+    assert len(typed_back) == len(T.Hyperparameters.__dataclass_fields__)
+    assert T.parse_args(typed_back) == T.Hyperparameters()  # every default shown can be typed back as it is
 
 
 BAD_CONSTANTS = [
@@ -104,7 +107,7 @@ BAD_CONSTANTS = [
     ("--cooldown_frac=1.5", "cooldown_frac=1.5 must lie in [0, 1]"),
     ("--adam_beta2=1", "adam_beta2=1.0 must lie in [0, 1)"), ("--save_every=-5", "save_every=-5 must not be negative"),
     ("--logit_cap=50", "logit_cap=50.0 must be at most 40"),
-    ("--head_dim=30", "head_dim=30 must be a multiple of 4"), ("--no_attn_layer=12", "no_attn_layer is -1 or a layer"),
+    ("--head_dim=2 --num_heads=32", "head_dim=2 must be a multiple of 4"), ("--no_attn_layer=12", "no_attn_layer is -1 or a layer"),
     ("--num_layers=4", "needs at least 6 layers"), ("--byte_pool=3", "byte_pool=3 must divide bytes_per_token=16"),
     ("--bigram_hash_rows=1", "bigram_hash_rows=1: use 0 (off) or at least 2"),
     ("--byte_ngram_max=17", "byte_ngram_max=17: n-grams span 2 to bytes_per_token=16"),
@@ -114,6 +117,16 @@ BAD_CONSTANTS = [
     ("--byte_mlp=1", "byte_layers=1, byte_mlp=True shape the byte self-attention"),
     ("--seed_count=0", "seed_count=0 must be positive"),
     ("--seed_count=2 --save_every=10", "seed_count=2 with resume, checkpoints or profile_steps: those are for one run"),
+    ("--mtp_weights=0.5;0.25", "mtp_weights='0.5;0.25': give comma-separated numbers"),
+    ("--mtp_weights=0.5,-1", "mtp_weights='0.5,-1': -1.0 must be a finite number, at least 0"),
+    ("--mtp_weights=0.5,inf", "mtp_weights='0.5,inf': inf must be a finite number"),
+    ("--prefix_weight=nan", "prefix_weight=nan must be a finite number"),
+    ("--muon_lr=nan", "muon_lr=nan must be a finite number"), ("--attn_scale=inf", "attn_scale=inf must be a finite"),
+    ("--num_heads=3", "num_heads=3 x head_dim=32 must equal model_dim=64"),
+    ("--model_dim=128", "num_heads=2 x head_dim=32 must equal model_dim=128"),
+    ("--seed=99999999999999999999999", "seed=99999999999999999999999: use a whole number from 0 to 2**63"),
+    ("--seed=-1", "seed=-1: use a whole number from 0"),
+    ("--prefix_depth=0", "prefix_depth=0 must be positive"),
 ]
 
 
@@ -128,7 +141,7 @@ def test_constants_out_of_range_are_one_line_before_any_work(tmp_path, capsys, f
 def test_smoke_preset_finds_its_shards_from_any_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = T.parse_args(["--smoke"])
-    T.check_token_budget(cfg, T.select_runtime(cfg))
+    T.check_token_budget(cfg, 1)
 
 
 def test_a_later_shard_without_its_byte_shard_is_found_at_start(tmp_path, capsys):
@@ -182,3 +195,57 @@ def test_devlog_appends_the_result_line_with_its_note(tmp_path, monkeypatch):
     assert "val_loss 7.1235, train_time 64.0 s, median step 1016.40 ms" in line
     assert T.append_to_devlog(line, "first MoT smoke") == journal
     assert journal.read_text() == f"# DEVLOG\n{line}. first MoT smoke\n"
+
+
+@pytest.fixture
+def two_fake_gpus(monkeypatch):
+    """select_runtime's view of a host with two Hopper GPUs, on a machine without any."""
+    monkeypatch.setattr(T.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(T.torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(T.torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(T.torch.cuda, "get_device_capability", lambda device: (9, 0))
+
+
+@pytest.mark.parametrize("rank", [0, 1, 2, 5, 7])
+def test_rehearsal_ranks_share_the_gpus_over_gloo(two_fake_gpus, monkeypatch, capsys, rank):
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("LOCAL_RANK", str(rank))
+    runtime = T.select_runtime(T.parse_args(["--rehearse=1"]))
+    assert (runtime.device, runtime.exchange, runtime.gpus) == (T.torch.device("cuda", rank % 2), "gloo", 2)
+    if rank < 2:  # as many ranks as GPUs: a real launch, the flag changes nothing
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        assert T.select_runtime(T.parse_args(["--rehearse=1"])).exchange == "nccl"
+        return
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    with pytest.raises(T.RunError, match=f"local rank {rank} but 2 GPU\\(s\\) visible: .* add --rehearse=1"):
+        T.select_runtime(T.parse_args([]))
+    assert T.main(["--num_iterations=3"]) == 1  # one line, from rank 0 alone
+    assert capsys.readouterr().err == ""
+
+
+def test_bad_shard_patterns_and_an_unwritable_devlog_are_one_line_before_any_work(tmp_path, capsys, monkeypatch):
+    smoke = T.HERE / "data" / "smoke"
+    cases = [([f"--train_files={smoke}"], f"{smoke} (training) is not a file: give a glob of shard files"),
+             ([f"--val_files={smoke}/smoke_train_000001.bin"],
+              f"{smoke}/smoke_train_000001.bin is both a training and a validation shard"),
+             (["--devlog=note"], f"--devlog: cannot append to {tmp_path}")]
+    monkeypatch.setattr(T, "DEVLOG", tmp_path)  # a directory: no file can be appended there
+    for flags, message in cases:
+        assert T.main(["--smoke", *flags, f"--log_dir={tmp_path}/logs"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_run_sh_checks_the_launch_in_one_process_first(tmp_path):
+    """A bad constant or missing data is one line from one process, before torchrun starts any rank."""
+    for flags, message in ((["--num_heads=3"], "error: num_heads=3 x head_dim=128 must equal model_dim=768"),
+                           ([f"--train_files={tmp_path}/none_*.bin"], "error: no training shards match")):
+        result = T.subprocess.run(["bash", str(T.HERE / "run.sh"), *flags, f"--log_dir={tmp_path}"],
+                                  capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1 and result.stderr.strip().startswith(message), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "torchrun" not in result.stderr
+    env = dict(T.os.environ, WORLD_SIZE="2")
+    checked = T.subprocess.run([T.sys.executable, str(T.HERE / "train_gpt.py"), "--check", "--smoke"], env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0 and "fit a run of 2 process(es)" in checked.stdout

@@ -162,6 +162,15 @@ def test_bad_tokenizer_arguments_are_one_clear_line(tmp_path):
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())  # nothing half-made left
 
 
+def test_a_bad_line_after_written_shards_leaves_no_shards(tmp_path, wiki_leads):
+    text = tmp_path / "late.jsonl"
+    text.write_text("".join(json.dumps({"text": doc}) + "\n" for doc in wiki_leads[:40]) + '{"title": "no text"}\n')
+    result = run_fineweb("--input", text, "--output", tmp_path / "out", "--val_tokens", 500, "--shard_tokens", 1000,
+                         "--workers", 1)
+    assert result.returncode == 1 and "late.jsonl:41: not a JSON object" in result.stderr.strip().splitlines()[-1]
+    assert list((tmp_path / "out").iterdir()) == []  # shards were written before the bad line: all removed
+
+
 def test_rerun_into_a_folder_with_shards_needs_force_and_leaves_no_stale_shards(tmp_path, wiki_leads):
     inputs = write_inputs(tmp_path, wiki_leads)
     out = tmp_path / "out"

@@ -8,6 +8,7 @@ from conftest import ROOT
 from data.gpt2_tokenizer import token_byte_table
 
 MASK32 = 2 ** 32
+MARKER_BYTE_TOKENS = [186, 187, 186]  # the single bytes 0xFE (the end-of-text marker's) and 0xFF (the pad's)
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +18,7 @@ def text_tokens(encoding):
     tokens = T.load_token_shard(ROOT / "data" / "smoke" / "smoke_val_000000.bin")[:3000].astype(np.int64)
     long_ids = [i for i in range(T.EOT_TOKEN) if len(encoding.decode_single_token_bytes(i)) > 16][:2]
     tokens[[700, 1500]] = long_ids
+    tokens[[900, 901, 1200]] = MARKER_BYTE_TOKENS  # bytes no valid UTF-8 holds, but a shard may
     assert tokens[0] == T.EOT_TOKEN and (tokens == T.EOT_TOKEN).sum() > 10
     return torch.from_numpy(tokens)
 
@@ -31,20 +33,20 @@ def reference_bigram_rows(tokens: list[int], rows: int) -> list[int]:
     return out
 
 
-def token_text_bytes(encoding, token: int, slot: int, align: str) -> bytes:
+def token_text_bytes(encoding, token: int, slot: int, align: str) -> list[int]:
     if token == T.EOT_TOKEN:
-        return b"\xfe"
+        return [256]  # the marker: no byte's value
     raw = encoding.decode_single_token_bytes(token)
-    return raw[-slot:] if align == "right" else raw[:slot]
+    return list(raw[-slot:] if align == "right" else raw[:slot])
 
 
 def reference_ngram_rows(encoding, tokens: list[int], max_n: int, rows: int, align: str):
     """Per token: {n: row} of the n-grams ending at its last byte, over its document's byte stream from the
     document's end-of-text marker or the sequence's first position, whichever is later."""
-    out, stream = [], b""
+    out, stream = [], []
     for token in tokens:
         if token == T.EOT_TOKEN:
-            stream = b""
+            stream = []
         stream += token_text_bytes(encoding, token, 16, align)
         grams = {}
         for n in range(2, max_n + 1):
@@ -75,6 +77,13 @@ def test_byte_ngram_rows_equal_the_reference(encoding, text_tokens, align):
     hashes, exists = T.byte_ngram_hashes(text_tokens[3:], byte_rows[3:], 6, rows, align)
     got = [{n: row for n, row, ok in zip(range(2, 7), h, e) if ok} for h, e in zip(hashes.tolist(), exists.tolist())]
     assert got == reference_ngram_rows(encoding, text_tokens[3:].tolist(), 6, rows, align)
+    assert [encoding.decode_single_token_bytes(t) for t in MARKER_BYTE_TOKENS[:2]] == [b"\xfe", b"\xff"]
+    for length in (1, 2, 4):  # sequences shorter than the longest n-gram's tokens
+        start = 899
+        piece = slice(start, start + length)
+        hashes, exists = T.byte_ngram_hashes(text_tokens[piece], byte_rows[piece], 6, rows, align)
+        got = [{n: row for n, row, ok in zip(range(2, 7), h, e) if ok} for h, e in zip(hashes.tolist(), exists.tolist())]
+        assert got == reference_ngram_rows(encoding, text_tokens[piece].tolist(), 6, rows, align)
 
 
 def features(tokens, byte_rows):
