@@ -249,3 +249,10 @@ def test_run_sh_checks_the_launch_in_one_process_first(tmp_path):
     checked = T.subprocess.run([T.sys.executable, str(T.HERE / "train_gpt.py"), "--check", "--smoke"], env=env,
                                capture_output=True, text=True, timeout=120)
     assert checked.returncode == 0 and "fit a run of 2 process(es)" in checked.stdout
+
+
+def test_a_relative_log_dir_gives_absolute_printed_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = T.parse_args(["--smoke", "--log_dir=runs"])
+    log = T.Logger(cfg, T.select_runtime(cfg))
+    assert log.path.is_absolute() and log.path.parent == tmp_path / "runs" and log.path.is_file()
