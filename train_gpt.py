@@ -661,7 +661,6 @@ all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_
 reduce_scatter_single = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
 
 
-
 def newton_schulz(grad: Tensor, steps: int) -> Tensor:
     """Approximately orthogonalizes the last two dims of grad (singular values land near 0.7-1.2) with a
     quintic Newton-Schulz iteration tuned for a steep slope at zero, in bfloat16. The result is contiguous
@@ -1985,8 +1984,8 @@ def environment_report(runtime: Runtime) -> str:
              f"device {runtime.device}, world size {runtime.world_size}, compiled {runtime.compiled}, "
              f"FlexAttention {runtime.flex}, FP8 head {runtime.fp8_head}, collectives over {runtime.exchange}"]
     if runtime.device.type == "cuda" and runtime.gpus < runtime.world_size:
-        lines.append(f"rehearsal: {runtime.world_size} ranks share {runtime.gpus} GPU(s), exchanging through host "
-                     "memory; the training is the real run's, its times are not")
+        lines.append(f"rehearsal: {runtime.world_size} ranks share {runtime.gpus} GPU(s), exchanging over gloo; the "
+                     "training is the real run's, its times are not")
     if runtime.device.type == "cuda":
         try:
             lines.append(subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout)
