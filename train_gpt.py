@@ -3,6 +3,7 @@
     torchrun --standalone --nproc_per_node=8 train_gpt.py      # the full run (run.sh)
     python train_gpt.py --smoke                                  # tiny CPU run on committed sample text
     python train_gpt.py --num_iterations=200 --seq_len=16384     # any constant below, as --name=value
+    WORLD_SIZE=8 python train_gpt.py --check                     # check constants and shards for 8 ranks; no training
 """
 import copy
 import dataclasses
