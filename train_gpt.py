@@ -1268,11 +1268,10 @@ def bigram_hash(tokens: Tensor, rows: int) -> Tensor:
     return torch.where((current == EOT_TOKEN) | first, rows - 1, hashed)
 
 
-def shifted(x: Tensor, by: int, fill) -> Tensor:
-    """x[t + by] at each position t of the first dimension, fill where t + by lies outside."""
-    count = min(abs(by), len(x))
-    padding = x.new_full((count, *x.shape[1:]), fill)
-    return torch.cat([x[count:], padding]) if by >= 0 else torch.cat([padding, x[:len(x) - count]])
+def shifted_back(x: Tensor, by: int, fill) -> Tensor:
+    """x[t - by] at each position t of the first dimension, fill where t - by lies before the start."""
+    count = min(by, len(x))
+    return torch.cat([x.new_full((count, *x.shape[1:]), fill), x[:len(x) - count]])
 
 
 def bytes_from_the_end(rows: Tensor, lengths: Tensor, align: str) -> Tensor:
@@ -1294,10 +1293,10 @@ def trailing_bytes(tokens: Tensor, rows: Tensor, count: int, align: str) -> tupl
     docs = document_ids(tokens)
     backwards, lengths, same_doc = [], [], []
     for j in range(count):  # token t - j, shifted into position t
-        shifted_lengths = shifted(token_lengths, -j, 1)
-        backwards.append(bytes_from_the_end(shifted(values, -j, PAD_BYTE), shifted_lengths, align))
+        shifted_lengths = shifted_back(token_lengths, j, 1)
+        backwards.append(bytes_from_the_end(shifted_back(values, j, PAD_BYTE), shifted_lengths, align))
         lengths.append(shifted_lengths)
-        same_doc.append(shifted(docs, -j, -1) == docs)
+        same_doc.append(shifted_back(docs, j, -1) == docs)
     lengths = torch.stack(lengths, dim=1)  # (T, count): bytes of tokens t, t-1, ...
     ends = lengths.cumsum(dim=1)  # bytes from the end of token t through token t - j
     back = torch.arange(count, device=rows.device)
@@ -1420,13 +1419,6 @@ def weighted_targets(target_seq: Tensor, target_weights: Tensor, ahead: int,
     """training_targets and each one's weight (target_weights' values as a device tensor; 0 where absent)."""
     targets = training_targets(target_seq, ahead, chains)
     return targets, target_weights * (targets >= 0)
-
-
-@functools.cache
-def device_values(values: tuple[float, ...], device: torch.device) -> Tensor:
-    """A float32 device tensor of values, made once: a schedule's values enter compiled graphs as inputs,
-    so that changing them recompiles nothing, and no step waits for a host-to-device copy."""
-    return torch.tensor(values, dtype=torch.float32, device=device)
 
 
 # -----------------------------------------------------------------------------
@@ -1715,16 +1707,17 @@ def set_schedules(optimizers: list[torch.optim.Optimizer], step: int, cfg: Hyper
 # Training and validation steps
 
 
-class WindowTensors:
-    """One device tensor per window size, so a changing window never triggers a recompile."""
+@functools.cache
+def device_values(values, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
+    """A device tensor of values (a number or a tuple), made once per value: a schedule's values enter
+    compiled graphs as inputs, so that changing them recompiles nothing, and no step waits for a
+    host-to-device copy."""
+    return torch.tensor(values, dtype=dtype, device=device)
 
-    def __init__(self, device: torch.device):
-        self.device, self.cache = device, {}
 
-    def __call__(self, blocks: int) -> Tensor:
-        if blocks not in self.cache:
-            self.cache[blocks] = torch.tensor(blocks, dtype=torch.int32, device=self.device)
-        return self.cache[blocks]
+def step_window(step: int, cfg: Hyperparameters, device: torch.device) -> Tensor:
+    """The attention window at step, in blocks, as a device scalar (window_blocks)."""
+    return device_values(window_blocks(step, cfg), device, torch.int32)
 
 
 def run_model(model, batch: tuple[Tensor, ...], window: Tensor, table: Tensor | None = None,
@@ -1906,8 +1899,8 @@ def random_batches(cfg: Hyperparameters, seq_len: int, device: torch.device, byt
         yield tuple(batch)
 
 
-def warm_up(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, windows: WindowTensors,
-            log, byte_table: np.ndarray | None = None, vocab_table: VocabTable | None = None):
+def warm_up(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, log,
+            byte_table: np.ndarray | None = None, vocab_table: VocabTable | None = None):
     """Runs training and validation once on random tokens so that compilation happens before the clock,
     then restores the model and optimizer states exactly as they were."""
     saved_model = copy.deepcopy(model.state_dict())
@@ -1915,7 +1908,7 @@ def warm_up(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, wind
     train_batches = random_batches(cfg, cfg.seq_len, runtime.device, byte_table)
     start = time.perf_counter()
     for step in range(cfg.warmup_steps):
-        train_step(model, optimizers, train_batches, windows(window_blocks(step, cfg)), step, cfg,
+        train_step(model, optimizers, train_batches, step_window(step, cfg, runtime.device), step, cfg,
                    runtime, vocab_table=vocab_table)
         synchronize(runtime)
         log(f"warm-up training step {step + 1}/{cfg.warmup_steps}: {time.perf_counter() - start:.1f}s")
@@ -1923,8 +1916,8 @@ def warm_up(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, wind
         with torch.no_grad():
             model.eval()
             table = vocab_table.evaluate() if vocab_table is not None else None
-            run_model(model, next(random_batches(cfg, cfg.val_seq_len, runtime.device, byte_table)), windows(1),
-                      table)
+            run_model(model, next(random_batches(cfg, cfg.val_seq_len, runtime.device, byte_table)),
+                      device_values(1, runtime.device, torch.int32), table)
             model.train()
         synchronize(runtime)
         log(f"warm-up validation forward: {time.perf_counter() - start:.1f}s")
@@ -2362,10 +2355,9 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger, notes: list[str] 
     if runtime.compiled:
         torch._inductor.config.coordinate_descent_tuning = cfg.coordinate_descent_tuning
         compile_model(model)
-    windows = WindowTensors(runtime.device)
 
     compile_start = time.perf_counter()
-    warm_up(model, optimizers, cfg, runtime, windows, log, byte_table, vocab_table)
+    warm_up(model, optimizers, cfg, runtime, log, byte_table, vocab_table)
     synchronize(runtime)
     log(f"warm-up and compile: {time.perf_counter() - compile_start:.1f}s")
     initial_states = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
@@ -2375,10 +2367,10 @@ def train(cfg: Hyperparameters, runtime: Runtime, log: Logger, notes: list[str] 
             log = Logger(run_cfg, runtime)
             write_header(log, run_cfg, runtime, [*notes, *seed_note(runs, index, first_log)])
             start_from_seed(model, optimizers, initial_states, run_cfg, runtime)
-        train_run(model, optimizers, run_cfg, runtime, log, windows, byte_table, vocab_table, resumed)
+        train_run(model, optimizers, run_cfg, runtime, log, byte_table, vocab_table, resumed)
 
 
-def train_run(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, log: Logger, windows: WindowTensors,
+def train_run(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, log: Logger,
               byte_table: np.ndarray | None, vocab_table: VocabTable | None, resumed: dict | None) -> None:
     """One training run from the model's and optimizers' present state (or from resumed): the steps,
     validations and checkpoints, the final report and the result line."""
@@ -2396,7 +2388,7 @@ def train_run(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, lo
     synchronize(runtime)
     t0 = time.perf_counter()
     for step in range(start_step, steps + 1):
-        window = windows(window_blocks(step, cfg))
+        window = step_window(step, cfg, runtime.device)
         # one process stops after the step in which the signal came; several agree through the next step's votes
         stop_agreed = stop_agreed or (runtime.world_size == 1 and stop.signal is not None)
         validate = step == steps or (cfg.val_loss_every > 0 and step % cfg.val_loss_every == 0)

@@ -53,7 +53,7 @@ def test_warm_up_leaves_model_and_optimizers_as_initialized(tiny):
     optimizers = T.build_optimizers(model, cfg, runtime)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt_before = [o.state_dict() for o in optimizers]
-    T.warm_up(model, optimizers, cfg, runtime, T.WindowTensors(runtime.device), log=lambda *_: None)
+    T.warm_up(model, optimizers, cfg, runtime, log=lambda *_: None)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     for opt, state in zip(optimizers, opt_before):
