@@ -1710,9 +1710,10 @@ def set_schedules(optimizers: list[torch.optim.Optimizer], step: int, cfg: Hyper
 @functools.cache
 def device_values(values, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
     """A device tensor of values (a number or a tuple), made once per value: a schedule's values enter
-    compiled graphs as inputs, so that changing them recompiles nothing, and no step waits for a
-    host-to-device copy."""
-    return torch.tensor(values, dtype=dtype, device=device)
+    compiled graphs as inputs, so that changing them recompiles nothing. A new value is copied from pinned
+    memory without waiting for the GPU: a plain copy (torch.tensor(values, device=...)) synchronizes the
+    stream, and the target weights take a new value every step while they decay."""
+    return to_device(np.asarray(values), dtype, device)
 
 
 def step_window(step: int, cfg: Hyperparameters, device: torch.device) -> Tensor:

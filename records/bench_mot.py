@@ -66,6 +66,9 @@ VARIANTS = {
     "mtp_prefix": ["--mtp_weights=0.5,0.25", "--prefix_weight=0.25"],
     "bigram_mtp": ["--bigram_hash_rows=251520", "--mtp_weights=0.5,0.25"],
     "bigram_mtp_prefix": ["--bigram_hash_rows=251520", "--mtp_weights=0.5,0.25", "--prefix_weight=0.25"],
+    "bigram_prefix": ["--bigram_hash_rows=251520", "--prefix_weight=0.25"],
+    "cross_bigram_mtp_prefix": ["--use_mot=1", "--bigram_hash_rows=251520", "--mtp_weights=0.5,0.25",
+                                "--prefix_weight=0.25"],
     "bigram_mtp_prefix_d21": ["--bigram_hash_rows=251520", "--mtp_weights=0.5,0.25", "--prefix_weight=0.25",
                               "--prefix_depth=21"],
 }
