@@ -1591,6 +1591,11 @@ class Runtime:
     def master(self) -> bool:
         return self.rank == 0
 
+    @property
+    def rehearsal(self) -> bool:
+        """Ranks sharing GPUs (--rehearse): the real run's training, not its times."""
+        return self.device.type == "cuda" and self.gpus < self.world_size
+
 
 def check_world_size(cfg: Hyperparameters, world_size: int) -> None:
     if cfg.global_batch_seqs % world_size:
@@ -1978,7 +1983,7 @@ def environment_report(runtime: Runtime) -> str:
              f"PyTorch {torch.__version__}, CUDA {torch.version.cuda}",
              f"device {runtime.device}, world size {runtime.world_size}, compiled {runtime.compiled}, "
              f"FlexAttention {runtime.flex}, FP8 head {runtime.fp8_head}, collectives over {runtime.exchange}"]
-    if runtime.device.type == "cuda" and runtime.gpus < runtime.world_size:
+    if runtime.rehearsal:
         lines.append(f"rehearsal: {runtime.world_size} ranks share {runtime.gpus} GPU(s), exchanging over gloo; the "
                      "training is the real run's, its times are not")
     if runtime.device.type == "cuda":
@@ -2024,13 +2029,11 @@ NOT_IN_RESULT = {"log_dir", "devlog", "profile_steps", "save_checkpoint", "save_
 def result_line(cfg: Hyperparameters, runtime: Runtime, val_loss: float, train_ms: float, median_ms: float) -> str:
     """One Markdown line to paste into DEVLOG.md."""
     changed = " ".join(f"{k}={v}" for k, v in changed_constants(cfg).items() if k not in NOT_IN_RESULT)
-    device = f"{runtime.world_size} x CPU"
-    if runtime.device.type == "cuda":
-        device = f"{runtime.world_size} x {torch.cuda.get_device_name(runtime.device)}"
-        if runtime.gpus < runtime.world_size:
-            device = f"{runtime.world_size} ranks on {runtime.gpus} x {torch.cuda.get_device_name(runtime.device)} " \
-                     "(a rehearsal: its times are not the run's)"
-    return (f"- {time.strftime('%Y-%m-%d')} `{git_commit()}` {device} "
+    device = torch.cuda.get_device_name(runtime.device) if runtime.device.type == "cuda" else "CPU"
+    hardware = f"{runtime.world_size} x {device}"
+    if runtime.rehearsal:
+        hardware = f"{runtime.world_size} ranks on {runtime.gpus} x {device} (a rehearsal: its times are not the run's)"
+    return (f"- {time.strftime('%Y-%m-%d')} `{git_commit()}` {hardware} "
             f"`{changed or 'defaults'}`: val_loss {val_loss:.4f}, train_time {train_ms / 1000:.1f} s, "
             f"median step {median_ms:.2f} ms, peak memory {peak_memory_mib(runtime)} MiB")
 
@@ -2159,11 +2162,11 @@ class StoppedBySignal(Exception):
 # Main
 
 
-def shard_tokens(pattern: str, role: str, cfg: Hyperparameters) -> int:
-    """Tokens in the shards of pattern, after checking every shard's header and size, and with byte
-    features on, that its byte shard is there and matches it (each one's checksum is checked on loading)."""
+def shard_tokens(files: list[Path], cfg: Hyperparameters) -> int:
+    """Tokens in the shard files, after checking every shard's header and size, and with byte features on,
+    that its byte shard is there and matches it (each one's checksum is checked on loading)."""
     total = 0
-    for path in shard_files(pattern, role):
+    for path in files:
         count = token_shard_length(path)
         if uses_bytes(cfg):
             load_byte_shard(byte_shard_path(path, cfg.bytes_per_token), count, cfg.bytes_per_token, cfg.byte_align,
@@ -2175,12 +2178,12 @@ def shard_tokens(pattern: str, role: str, cfg: Hyperparameters) -> int:
 def check_token_budget(cfg: Hyperparameters, world_size: int) -> None:
     """Fails before training when the shards cannot feed the configured steps and validation, or when a
     shard would serve both."""
-    shared = set(map(Path.resolve, shard_files(cfg.train_files, "training"))) & set(
-        map(Path.resolve, shard_files(cfg.val_files, "validation")))
+    train_files, val_files = shard_files(cfg.train_files, "training"), shard_files(cfg.val_files, "validation")
+    shared = set(map(Path.resolve, train_files)) & set(map(Path.resolve, val_files))
     if shared:
         raise DataError(f"{sorted(shared)[0]} is both a training and a validation shard: give train_files and "
                         "val_files patterns that match different files")
-    train_have = shard_tokens(cfg.train_files, "training", cfg)
+    train_have = shard_tokens(train_files, cfg)
     steps = run_steps(cfg)
     train_need = steps * cfg.global_batch_seqs * cfg.seq_len + 1
     if train_have < train_need:
@@ -2191,7 +2194,7 @@ def check_token_budget(cfg: Hyperparameters, world_size: int) -> None:
     if cfg.val_tokens % per_val_step:  # positive: check_config
         raise RunError(f"val_tokens={cfg.val_tokens} must be a positive multiple of world size x val_seq_len = "
                        f"{per_val_step}")
-    val_have = shard_tokens(cfg.val_files, "validation", cfg)
+    val_have = shard_tokens(val_files, cfg)
     if val_have < cfg.val_tokens + 1:
         raise DataError(f"validation needs {cfg.val_tokens + 1} tokens but {cfg.val_files!r} holds {val_have}; "
                         "lower --val_tokens")

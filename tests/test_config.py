@@ -211,11 +211,18 @@ def test_rehearsal_ranks_share_the_gpus_over_gloo(two_fake_gpus, monkeypatch, ca
     monkeypatch.setenv("WORLD_SIZE", "8")
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("LOCAL_RANK", str(rank))
-    runtime = T.select_runtime(T.parse_args(["--rehearse=1"]))
+    cfg = T.parse_args(["--rehearse=1"])
+    runtime = T.select_runtime(cfg)
     assert (runtime.device, runtime.exchange, runtime.gpus) == (T.torch.device("cuda", rank % 2), "gloo", 2)
+    monkeypatch.setattr(T.torch.cuda, "get_device_name", lambda device: "H100")
+    monkeypatch.setattr(T.torch.cuda, "max_memory_allocated", lambda: 0)
+    line = T.result_line(cfg, runtime, 3.0, 1.0, 1.0)
+    assert " 8 ranks on 2 x H100 (a rehearsal: its times are not the run's) " in line
     if rank < 2:  # as many ranks as GPUs: a real launch, the flag changes nothing
         monkeypatch.setenv("WORLD_SIZE", "2")
-        assert T.select_runtime(T.parse_args(["--rehearse=1"])).exchange == "nccl"
+        launch = T.select_runtime(cfg)
+        assert launch.exchange == "nccl" and not launch.rehearsal
+        assert " 2 x H100 `" in T.result_line(cfg, launch, 3.0, 1.0, 1.0)
         return
     monkeypatch.setenv("WORLD_SIZE", "8")
     with pytest.raises(T.RunError, match=f"local rank {rank} but 2 GPU\\(s\\) visible: .* add --rehearse=1"):
