@@ -7,6 +7,7 @@
 """
 import copy
 import dataclasses
+import difflib
 import functools
 import glob
 import math
@@ -36,6 +37,10 @@ try:  # every CUDA build of PyTorch ships Triton; without it the head's row-wise
     import triton.language as tl
 except ImportError:
     triton = None
+
+# read when CUDA first allocates: segments that grow in place let two runs share one GPU, where fixed segments
+# left one run's validation logits no room beside the other's reserved but unused memory (the record sets it too)
+os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 # -----------------------------------------------------------------------------
 # Constants: edit here or override on the command line as --name=value
@@ -72,6 +77,8 @@ class Hyperparameters:
     byte_self_attn: bool = False  # causal sliding-window self-attention over the byte stream
     byte_window_tokens: int = 16  # its window in tokens (times the slots per token in bytes); 1: each token's own
     byte_layers: int = 1  # layers of byte self-attention
+    byte_mixer: str = "attention"  # each byte layer's mixer: "attention" (the window) or "ssm" (a scan over every earlier byte)
+    byte_ssm_state: int = 32  # state size per head of the ssm mixer
     byte_mlp: bool = False  # an MLP (4x wide, ReLU squared) after each byte self-attention layer
     byte_doc_mask: bool = True  # bytes never attend across an end-of-text boundary
     byte_pool: int = 1  # sum each token's bytes in groups of this many: bytes_per_token / byte_pool slots
@@ -86,6 +93,9 @@ class Hyperparameters:
     mtp_weights: str = ""  # weights of the tokens 2, 3, ... ahead at step 0, comma-separated; empty: off (record: "0.5,0.25")
     prefix_weight: float = 0.0  # weight of the next token's prefix token at step 0; 0: off (record: 0.25)
     prefix_depth: int = 1  # prefix tokens along the chain, each weighted half the one before; 21 reaches every first byte
+    prefix_choice: str = "longest"  # each token's prefix token: the "longest" proper prefix, or the most "frequent" in training
+    byte_target_weight: float = 0.0  # weight of the next token's first bytes as targets at step 0 (prefix's schedule); 0: off
+    byte_target_count: int = 4  # bytes predicted, each by a head of 258 classes (byte values, token ended, end-of-text)
     # optimization
     num_iterations: int = 1770  # optimizer steps; the schedules span this many
     stop_step: int = 0  # end the run early after this many steps, schedules unchanged (0: run them all)
@@ -168,7 +178,11 @@ def parse_overrides(argv: list[str]) -> tuple[dict, bool]:
             raise RunError(f"cannot parse argument {arg!r}: use --name=value, --smoke or --help")
         name, text = arg[2:].split("=", 1)
         if name not in fields:
-            raise RunError(f"unknown constant {name!r}; valid names: {', '.join(fields)}")
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f"did you mean --{close[0]}?" if close else "python train_gpt.py --help lists them"
+            raise RunError(f"unknown constant {name!r}: {hint}")
+        if name in overrides:
+            raise RunError(f"--{name} is given twice (the second: {arg!r}); give each constant once")
         kind = fields[name].type
         try:
             overrides[name] = parse_bool(text) if kind is bool else kind(text)
@@ -407,7 +421,8 @@ class TokenStream:
 
 
 def to_device(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(dtype)
+    """The array as a device tensor of its own shape (a 0-d array stays 0-d), from pinned memory on CUDA."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array).reshape(np.shape(array))).to(dtype)
     if device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor
@@ -443,16 +458,17 @@ def softcap(logits: Tensor, cap: float) -> Tensor:
     return 2 * cap * torch.sigmoid(logits.float() * (2 / cap))
 
 
-def weighted_cross_entropy(capped: Tensor, targets: Tensor, row_weights: Tensor | None) -> Tensor:
+def weighted_cross_entropy(capped: Tensor, targets: Tensor, row_weights: Tensor | None) -> tuple[Tensor, Tensor]:
     """Mean over rows of sum_j w_j (log-sum-exp - capped logit of target j), for (rows, K) targets whose
     first column, weight 1, is the next token (F.cross_entropy alone where K is 1) and row_weights (rows, K)
-    (zero where a target is -1, absent)."""
-    loss = F.cross_entropy(capped, targets[:, 0])
+    (zero where a target is -1, absent); and, detached, its next-token term."""
+    next_token = F.cross_entropy(capped, targets[:, 0])
+    loss = next_token
     if targets.size(1) > 1:
         extra_logits = capped.gather(1, targets[:, 1:].clamp_min(0))
         extra = (capped.logsumexp(dim=1, keepdim=True) - extra_logits) * row_weights[:, 1:]
         loss = loss + extra.sum(dim=1).mean()
-    return loss
+    return loss, next_token.detach()
 
 
 @torch.library.custom_op("speedrun::logit_stats", mutates_args=())
@@ -512,21 +528,24 @@ def fp8_input_grads(grad_f8: Tensor, grad_f8_t: Tensor, x_f8: Tensor, w_f8: Tens
 
 @torch.library.custom_op("speedrun::fp8_head_loss", mutates_args=())
 def fp8_head_loss(x: Tensor, w: Tensor, targets: Tensor, row_weights: Tensor, cap: float, x_scale: float,
-                  w_scale: float, grad_scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                  w_scale: float, grad_scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Mean over rows of sum_j w_j (log-sum-exp - logit of target j) of softcap(x @ w.T), for (rows, K)
     targets and row_weights (weighted_cross_entropy's), the product in float8_e4m3 with both operands
-    scaled. Also returns what the backward reads: the bfloat16 logits, each row's log-sum-exp and the two
-    casts."""
+    scaled, and its next-token term (column 0 at weight 1, no gradient). Also returns what the backward
+    reads: the bfloat16 logits, each row's log-sum-exp and the two casts."""
     x_f8, w_f8, logits = lazy_compile(fp8_logits)(x, w, x_scale, w_scale)
     log_sum_exp, target_logits = logit_stats(logits, targets, cap)
-    return ((log_sum_exp[:, None] - target_logits) * row_weights).sum(dim=1).mean(), logits, log_sum_exp, x_f8, w_f8
+    per_target = log_sum_exp[:, None] - target_logits
+    loss = (per_target * row_weights).sum(dim=1).mean()
+    return loss, per_target[:, 0].mean(), logits, log_sum_exp, x_f8, w_f8
 
 
 @fp8_head_loss.register_fake
 def _(x: Tensor, w: Tensor, targets: Tensor, row_weights: Tensor, *constants):
     logits = x.new_empty((x.size(0), w.size(0)), dtype=torch.bfloat16)
-    return (x.new_empty((), dtype=torch.float32), logits, x.new_empty(x.size(0), dtype=torch.float32),
-            x.to(torch.float8_e4m3fn), w.to(torch.float8_e4m3fn))
+    scalar = x.new_empty((), dtype=torch.float32)
+    return (scalar, scalar.clone(), logits, x.new_empty(x.size(0), dtype=torch.float32), x.to(torch.float8_e4m3fn),
+            w.to(torch.float8_e4m3fn))
 
 
 @torch.library.custom_op("speedrun::fp8_head_loss_backward", mutates_args=())
@@ -548,7 +567,7 @@ def _(grad_loss: Tensor, targets: Tensor, row_weights: Tensor, logits: Tensor, l
 
 def _fp8_head_loss_setup(ctx, inputs, output):
     ctx.constants = inputs[4:]
-    ctx.save_for_backward(*inputs[2:4], *output[1:])
+    ctx.save_for_backward(*inputs[2:4], *output[2:])
     ctx.set_materialize_grads(False)
 
 
@@ -1144,16 +1163,141 @@ class ByteSelfAttention(nn.Module):
         return x + self.c_proj(y.reshape(T, S, -1))
 
 
+SSM_CHUNK = 64  # positions per chunk of the scan: a (chunk x chunk) product inside, a recurrence between chunks
+SSM_CONV = 4  # taps of the causal convolution before the scan
+SSM_EXPAND = 2  # the scan's width over byte_dim
+
+
+def segment_sums(log_factor: Tensor) -> Tensor:
+    """(..., n, n) from (..., n): entry [c, c'] sums log_factor[c' + 1 .. c] (0 on the diagonal, -inf above it),
+    by masked cumulative sums rather than differences of one cumulative sum, so that -inf (a reset) stays
+    exact and no large terms cancel."""
+    n = log_factor.size(-1)
+    below = torch.ones(n, n, dtype=torch.bool, device=log_factor.device).tril(-1)
+    spread = log_factor[..., :, None].expand(*log_factor.shape, n).masked_fill(~below, 0)  # [m, c'] = x_m, m > c'
+    sums = spread.cumsum(dim=-2)
+    return sums.masked_fill(~below.logical_or(torch.eye(n, dtype=torch.bool, device=log_factor.device)), -math.inf)
+
+
+def pad_to_chunks(t: Tensor, chunk: int, value=0) -> Tensor:
+    """t with its first dimension padded by value to a whole number of chunks."""
+    extra = -len(t) % chunk
+    return torch.cat([t, t.new_full((extra, *t.shape[1:]), value)]) if extra else t
+
+
+def carried_states(log_factor: Tensor, update: Tensor, chunk: int = SSM_CHUNK) -> Tensor:
+    """The state entering each step c of S_c = exp(log_factor_c) S_{c-1} + update_c, S_{-1} = 0, that is
+    S_{c-1} (zero for the first), for (n, heads) log_factor and (n, heads, D) update: as one (n x n) product
+    where n is at most chunk, else chunk by chunk, with the chunks' own recurrence solved the same way."""
+    n = len(log_factor)
+    if n <= chunk:
+        weights = segment_sums(log_factor.transpose(0, 1)).exp()  # (heads, n, n): [c, c'] = prod_(c' < m <= c)
+        after = torch.einsum("hcd,dhk->chk", weights.to(update.dtype), update)  # S_c
+        return torch.cat([torch.zeros_like(after[:1]), after[:-1]])
+    log_factor, update = pad_to_chunks(log_factor, chunk), pad_to_chunks(update, chunk)
+    groups = len(log_factor) // chunk
+    log_factor, update = log_factor.view(groups, chunk, -1), update.view(groups, chunk, *update.shape[1:])
+    weights = segment_sums(log_factor.transpose(1, 2)).exp()  # (groups, heads, chunk, chunk)
+    local_after = torch.einsum("ghcd,gdhk->gchk", weights.to(update.dtype), update)  # from inside the group
+    entering = carried_states(log_factor.sum(dim=1), local_after[:, -1], chunk)  # (groups, heads, D)
+    decay_in = log_factor.cumsum(dim=1).exp()  # (groups, chunk, heads): from the group's start through c
+    after = local_after + decay_in[..., None].to(update.dtype) * entering[:, None]
+    after = after.reshape(-1, *after.shape[2:])[:n]
+    return torch.cat([torch.zeros_like(after[:1]), after[:-1]])
+
+
+def selective_scan(x: Tensor, log_decay: Tensor, b: Tensor, c: Tensor, starts: Tensor | None,
+                   chunk: int = SSM_CHUNK) -> Tensor:
+    """y_t = sum over s <= t of exp(log_decay_(s+1) + .. + log_decay_t) (c_t . b_s) x_s, the state reset to
+    zero at every position where starts is True (no s before it reaches it or later positions): Mamba-2's
+    state-space duality, for (L, heads, P) x (already scaled by the step size), (L, heads) log_decay (at most
+    0) and (L, N) b and c shared by the heads. Inside chunks of chunk positions, an attention-like masked
+    product; between chunks, the states carried by carried_states. A reset is a decay of exp(-inf) = 0, and
+    every decay is a sum over its own span (segment_sums), so nothing before a reset reaches past it, not
+    even as rounding."""
+    length, heads, width = x.shape
+    log_decay = log_decay.to(torch.promote_types(log_decay.dtype, torch.float32))
+    if starts is not None:
+        log_decay = log_decay.masked_fill(starts[:, None], -math.inf)
+    x, b, c = (pad_to_chunks(t, chunk).view(-1, chunk, *t.shape[1:]) for t in (x, b, c))
+    log_decay = pad_to_chunks(log_decay, chunk).view(-1, chunk, heads)
+    spans = segment_sums(log_decay.transpose(1, 2))  # (chunks, heads, i, j): decays j+1 .. i
+    scores = (c @ b.transpose(1, 2))[:, None] * spans.exp().to(x.dtype)  # (chunks, heads, i, j)
+    y = torch.einsum("nhij,njhp->nihp", scores, x)
+    to_end = spans[:, :, -1].exp()  # (chunks, heads, j): decays j+1 .. the chunk's last position
+    chunk_states = torch.einsum("nhj,njs,njhp->nhsp", to_end.to(x.dtype), b, x)  # each chunk's own final state
+    from_start = log_decay.cumsum(dim=1)  # (chunks, chunk, heads): decays from the chunk's start through i
+    # the states run from chunk to chunk in at least float32, as Mamba's kernels keep them
+    state_dtype = torch.promote_types(x.dtype, torch.float32)
+    entering = carried_states(from_start[:, -1], chunk_states.flatten(2).to(state_dtype), chunk)
+    entering = entering.view_as(chunk_states).to(x.dtype)
+    y = y + torch.einsum("nih,nis,nhsp->nihp", from_start.exp().to(x.dtype), c, entering)
+    return y.reshape(-1, heads, width)[:length]
+
+
+def causal_conv(x: Tensor, taps: Tensor, docs: Tensor | None) -> Tensor:
+    """Depthwise causal convolution of (L, channels) x with (SSM_CONV, channels) taps: position t sums taps[k]
+    x[t - k] over the earlier positions of its own document (docs: each position's document; None: one)."""
+    out = x * taps[0]
+    for k in range(1, len(taps)):
+        earlier = shifted_back(x, k, 0)
+        if docs is not None:
+            earlier = earlier * (shifted_back(docs, k, -1) == docs)[:, None].to(x.dtype)
+        out = out + earlier * taps[k]
+    return out
+
+
+class ByteSSM(nn.Module):
+    """Residual Mamba-2-style selective state-space mixer over the byte stream: a causal scan in which every
+    byte reads every earlier byte of the sequence (with byte_doc_mask, of its own document: the state resets
+    where a document starts), in time linear in the length. The normalized input gives the scan's input x and
+    gate z (SSM_EXPAND x byte_dim wide, heads of 64), its b and c (byte_ssm_state, shared by the heads) and
+    each head's step size dt; x, b and c pass a short causal convolution and SiLU; the decay per step is exp(dt
+    a), a < 0 learned per head; the output y + d x, gated by SiLU(z) and normalized, is projected back."""
+
+    def __init__(self, cfg: Hyperparameters):
+        super().__init__()
+        inner, state = SSM_EXPAND * cfg.byte_dim, cfg.byte_ssm_state
+        self.heads, self.state = inner // BYTE_HEAD_DIM, state
+        self.xz_w = nn.Parameter(uniform_init_(torch.empty(2 * inner, cfg.byte_dim), cfg.byte_dim))
+        self.bc_w = nn.Parameter(uniform_init_(torch.empty(2 * state, cfg.byte_dim), cfg.byte_dim))
+        self.dt_w = nn.Parameter(uniform_init_(torch.empty(self.heads, cfg.byte_dim), cfg.byte_dim))
+        # 1-D parameters, which Adam takes with the scalars: the convolution's taps, flattened
+        channels = inner + 2 * state
+        self.conv_taps = nn.Parameter(torch.empty(SSM_CONV * channels).uniform_(-SSM_CONV ** -0.5, SSM_CONV ** -0.5))
+        dt = torch.exp(torch.empty(self.heads).uniform_(math.log(1e-3), math.log(1e-1)))  # Mamba's step sizes
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus(dt_bias) = dt
+        self.a_log = nn.Parameter(torch.empty(self.heads).uniform_(1, 16).log())
+        self.d = nn.Parameter(torch.ones(self.heads))
+        self.c_proj = CastedLinear(inner, cfg.byte_dim, zero_init=True)
+
+    def forward(self, x: Tensor, docs: Tensor | None) -> Tensor:  # x: (T, slots, byte_dim); docs per position
+        T, S, dim = x.shape
+        u = rms_norm(x).reshape(T * S, dim)
+        xs, z = F.linear(u, self.xz_w.type_as(u)).chunk(2, dim=-1)
+        xbc = torch.cat([xs, F.linear(u, self.bc_w.type_as(u))], dim=-1)
+        xbc = F.silu(causal_conv(xbc, self.conv_taps.view(SSM_CONV, -1).type_as(u), docs))
+        xs, b, c = xbc.split([xs.size(-1), self.state, self.state], dim=-1)
+        dt = F.softplus(F.linear(u, self.dt_w.type_as(u)).float() + self.dt_bias)  # (L, heads)
+        heads = xs.view(T * S, self.heads, BYTE_HEAD_DIM)
+        starts = None if docs is None else docs != shifted_back(docs, 1, -1)
+        y = selective_scan(heads * dt[..., None].type_as(u), -dt * self.a_log.exp(), b, c, starts)
+        y = y + self.d[:, None].type_as(u) * heads
+        y = rms_norm(y.reshape(T * S, -1) * F.silu(z))
+        return x + self.c_proj(y).view(T, S, dim)
+
+
 class ByteLayer(nn.Module):
-    """One layer of the byte encoder: self-attention over the byte stream, then optionally a residual MLP."""
+    """One layer of the byte encoder: a mixer over the byte stream (self-attention, or with byte_mixer='ssm'
+    the state-space scan), then optionally a residual MLP."""
 
     def __init__(self, cfg: Hyperparameters, backend):
         super().__init__()
-        self.attn = ByteSelfAttention(cfg, backend)
+        self.mixer = ByteSSM(cfg) if cfg.byte_mixer == "ssm" else ByteSelfAttention(cfg, backend)
         self.mlp = MLP(cfg.byte_dim) if cfg.byte_mlp else None
 
-    def forward(self, x: Tensor, mask) -> Tensor:
-        x = self.attn(x, mask)
+    def forward(self, x: Tensor, context) -> Tensor:
+        x = self.mixer(x, context)
         return x if self.mlp is None else x + self.mlp(rms_norm(x))
 
 
@@ -1213,15 +1357,23 @@ class ByteFrontEnd(nn.Module):
 
     def byte_features(self, input_bytes: Tensor, docs: Tensor | None) -> Tensor:
         """(T, slots, byte_dim) features of each token's bytes; docs, the tokens' document ids, bound a byte
-        self-attention window that reaches into other tokens (none is needed otherwise)."""
+        mixer that reaches into other tokens (none is needed otherwise)."""
         slot_embed = self.byte_slot_embed.weight.view(self.slots, self.cfg.byte_pool, -1).sum(dim=1)
         x = self.byte_counts(input_bytes) @ self.byte_embed.weight + slot_embed
-        mask = None
-        if len(self.byte_layers) and self.cfg.byte_window_tokens > 1:
-            mask = self.backend.byte_mask(docs, self.slots, self.cfg.byte_window_tokens, self.cfg.byte_doc_mask)
+        context = self.mixer_context(docs) if len(self.byte_layers) else None
         for layer in self.byte_layers:
-            x = layer(x, mask)
+            x = layer(x, context)
         return x
+
+    def mixer_context(self, docs: Tensor | None):
+        """What the byte layers' mixer reads beside the bytes: the scan's document of every byte position (none
+        without byte_doc_mask), or the attention's sliding-window mask (none inside each token's own slots)."""
+        cfg = self.cfg
+        if cfg.byte_mixer == "ssm":
+            return docs[:, None].expand(-1, self.slots).reshape(-1) if cfg.byte_doc_mask else None
+        if cfg.byte_window_tokens > 1:
+            return self.backend.byte_mask(docs, self.slots, cfg.byte_window_tokens, cfg.byte_doc_mask)
+        return None
 
     def byte_keys_values(self, input_bytes: Tensor, docs: Tensor | None) -> tuple[Tensor, Tensor]:
         """(T, slots, heads, 64) keys and values of each token's byte slots for the cross-attention."""
@@ -1351,19 +1503,38 @@ class ByteNgramEmbedding(nn.Module):
 
 # -----------------------------------------------------------------------------
 # Output targets: beside the next token, the tokens further ahead (multi-token prediction) and the next
-# token's prefix tokens (its spelling, shortened token by token), weighted in the head's one softmax
+# token's prefix tokens (its spelling, shortened token by token), weighted in the head's one softmax; and
+# the next token's first bytes, each from a small head of its own
 
 
-def prefix_table() -> np.ndarray:
-    """For each GPT-2 token id, the id of the token whose UTF-8 bytes are the longest proper prefix of its
-    bytes, or -1 where none is a token (the 256 single bytes, end-of-text): int64, 50,257 entries."""
+def gpt2_spellings() -> list[bytes]:
+    """The UTF-8 bytes of every GPT-2 token id but end-of-text (whose stand-in byte is no spelling)."""
     from data.gpt2_tokenizer import load_gpt2_encoding, token_bytes
-    spellings = token_bytes(load_gpt2_encoding())[:EOT_TOKEN]  # end-of-text's stand-in byte is no spelling
+    return token_bytes(load_gpt2_encoding())[:EOT_TOKEN]
+
+
+def prefix_table(counts: np.ndarray | None = None) -> np.ndarray:
+    """For each GPT-2 token id, the id of a token whose UTF-8 bytes are a proper prefix of its bytes: the
+    longest such, or given counts (each id's count in the training data), the most frequent (the longest
+    among equal counts); -1 where none is a token (the 256 single bytes, end-of-text): int64, 50,257 entries."""
+    spellings = gpt2_spellings()
     ids = {spelling: i for i, spelling in enumerate(spellings)}
     table = np.full(EOT_TOKEN + 1, -1, dtype=np.int64)
     for i, spelling in enumerate(spellings):
-        table[i] = next((ids[spelling[:n]] for n in range(len(spelling) - 1, 0, -1) if spelling[:n] in ids), -1)
+        longest_first = [ids[spelling[:n]] for n in range(len(spelling) - 1, 0, -1) if spelling[:n] in ids]
+        if longest_first:
+            table[i] = longest_first[0] if counts is None else max(longest_first, key=lambda j: counts[j])
     return table
+
+
+@functools.cache
+def training_token_counts(pattern: str, vocab_size: int) -> np.ndarray:
+    """How often each token id occurs in the training shards of pattern: counted once per process (a 100M-token
+    shard in about half a second), for the frequent prefix choice."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for path in shard_files(pattern, "training"):
+        counts += np.bincount(load_token_shard(path, vocab_size), minlength=vocab_size)
+    return counts
 
 
 def prefix_chains(table: np.ndarray, depth: int, vocab_size: int) -> np.ndarray:
@@ -1378,6 +1549,34 @@ def prefix_chains(table: np.ndarray, depth: int, vocab_size: int) -> np.ndarray:
     return chains
 
 
+BYTE_ENDED, BYTE_END_OF_TEXT = 256, 257  # the byte heads' classes after the 256 byte values
+BYTE_TARGET_CLASSES = 258
+
+
+def byte_target_labels(count: int, vocab_size: int) -> np.ndarray:
+    """(vocab_size, count) int64: for each token id, the class of each of its first count bytes: the byte's
+    value, BYTE_ENDED past its last byte, BYTE_END_OF_TEXT throughout for end-of-text (and ids past the
+    vocabulary, which no data holds)."""
+    labels = np.full((vocab_size, count), BYTE_END_OF_TEXT, dtype=np.int64)
+    for i, spelling in enumerate(gpt2_spellings()):
+        first = list(spelling[:count])
+        labels[i] = first + [BYTE_ENDED] * (count - len(first))
+    return labels
+
+
+def byte_target_loss(features: Tensor, head_weight: Tensor, label_table: Tensor, target_seq: Tensor,
+                     weight: Tensor) -> Tensor:
+    """weight x the sum over the byte heads of each head's mean cross-entropy against its byte of the next
+    token: the log-likelihood of the next token's first bytes, each given the features alone, on the scale
+    of the next-token loss. features (T, dim); head_weight (count x 258, dim), one head of 258 classes per
+    byte; label_table: byte_target_labels on the device."""
+    labels = label_table[target_seq]  # (T, count)
+    logits = F.linear(features, head_weight.type_as(features))
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)).view(*labels.shape, BYTE_TARGET_CLASSES)
+    per_byte = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(labels.shape)
+    return weight * per_byte.mean(dim=0).sum()
+
+
 def parse_weights(text: str) -> list[float]:
     """mtp_weights' comma-separated numbers (empty: none)."""
     return [float(part) for part in text.split(",")] if text.strip() else []
@@ -1389,17 +1588,20 @@ def ramp_down(progress: float, start: float, length: float) -> float:
 
 
 def target_weights(step: int, cfg: Hyperparameters) -> tuple[float, ...]:
-    """The weights of training_targets' columns at step: 1 for the next token; with M tokens further ahead,
-    each keeps its weight and then decays linearly to 0 over (2/3) / M of the run, the furthest first (for
-    M = 2, the record's: the furthest over the first third, the other over the second); each prefix token
-    keeps its weight (halved per level of the chain) over the first third and decays to 0 over the second."""
+    """The weights of training_targets' columns at step, then with byte targets on, theirs: 1 for the next
+    token; with M tokens further ahead, each keeps its weight and then decays linearly to 0 over (2/3) / M of
+    the run, the furthest first (for M = 2, the record's: the furthest over the first third, the other over
+    the second); each prefix token keeps its weight (halved per level of the chain) over the first third and
+    decays to 0 over the second, and so do the byte targets."""
     progress = step / cfg.num_iterations
     ahead = parse_weights(cfg.mtp_weights)
     stage = 2 / 3 / max(len(ahead), 1)
     weights = [1.0] + [w * ramp_down(progress, (len(ahead) - 1 - i) * stage, stage) for i, w in enumerate(ahead)]
+    decay = ramp_down(progress, 1 / 3, 1 / 3)
     if cfg.prefix_weight > 0:
-        decay = ramp_down(progress, 1 / 3, 1 / 3)
         weights += [cfg.prefix_weight * 0.5 ** d * decay for d in range(cfg.prefix_depth)]
+    if cfg.byte_target_weight > 0:
+        weights.append(cfg.byte_target_weight * decay)
     return tuple(weights)
 
 
@@ -1446,7 +1648,9 @@ def uses_long_window(layer: int, num_layers: int) -> bool:
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: Hyperparameters, backend, max_seq_len: int, fp8_head: bool = False):
+    def __init__(self, cfg: Hyperparameters, backend, max_seq_len: int, fp8_head: bool = False,
+                 token_counts: np.ndarray | None = None):
+        """token_counts: each token id's count in the training shards, for prefix_choice='frequent'."""
         super().__init__()
         self.cfg, self.backend = cfg, backend
         self.embed = nn.Embedding(cfg.vocab_size, cfg.model_dim)
@@ -1467,9 +1671,21 @@ class GPT(nn.Module):
             self.byte_ngram_embed = ByteNgramEmbedding(cfg.byte_ngram_rows, cfg.model_dim, cfg.byte_ngram_max,
                                                        cfg.byte_align)
         self.tokens_ahead = len(parse_weights(cfg.mtp_weights))  # multi-token prediction's extra targets
-        chains = prefix_chains(prefix_table(), cfg.prefix_depth, cfg.vocab_size) if cfg.prefix_weight > 0 else None
-        # the prefix targets' table: a buffer, so it follows the model's device, and not saved in checkpoints
-        self.register_buffer("prefix_chains", None if chains is None else torch.from_numpy(chains), persistent=False)
+        chains = None
+        if cfg.prefix_weight > 0:
+            if cfg.prefix_choice == "frequent" and token_counts is None:
+                raise RunError("prefix_choice='frequent' needs the training shards' token counts")
+            links = prefix_table(token_counts if cfg.prefix_choice == "frequent" else None)
+            chains = torch.from_numpy(prefix_chains(links, cfg.prefix_depth, cfg.vocab_size))
+        # the targets' tables are buffers, so that they follow the model's device, and are not saved in checkpoints
+        self.register_buffer("prefix_chains", chains, persistent=False)
+        self.target_columns = 1 + self.tokens_ahead + (cfg.prefix_depth if chains is not None else 0)
+        self.byte_target_head, labels = None, None
+        if cfg.byte_target_weight > 0:  # zero-initialized: the trunk starts with no gradient from it
+            self.byte_target_head = CastedLinear(cfg.model_dim, cfg.byte_target_count * BYTE_TARGET_CLASSES,
+                                                 zero_init=True)
+            labels = torch.from_numpy(byte_target_labels(cfg.byte_target_count, cfg.vocab_size))
+        self.register_buffer("byte_target_labels", labels, persistent=False)
 
     def vocab_embedding(self, first: int, byte_rows: Tensor) -> Tensor:
         """(rows, model_dim) input embeddings of the token ids first .. first + rows - 1 through the MoT front
@@ -1523,15 +1739,29 @@ class GPT(nn.Module):
         return softcap(self.lm_head(self.trunk(embedding, input_seq, window_blocks)), self.cfg.logit_cap)
 
     def trunk_loss(self, embedding: Tensor, input_seq: Tensor, target_seq: Tensor, window_blocks: Tensor,
-                   target_weights: Tensor | None = None) -> Tensor:
+                   target_weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Mean cross-entropy of the trunk's softcapped logits against the next token; in training with
         target_weights (target_weights' values as a device tensor), plus the weighted terms of the further
-        targets of training_targets; in training with an FP8 head, one fused op."""
+        targets of training_targets and of the byte targets; in training with an FP8 head, one fused op.
+        Returns that loss and, detached, its next-token term."""
+        features = self.trunk(embedding, input_seq, window_blocks)[0]
         if self.fp8_scales is not None and self.training:
-            features = self.trunk(embedding, input_seq, window_blocks)[0]
             return self.fp8_loss(features, target_seq, target_weights)
-        logits = self.trunk_logits(embedding, input_seq, window_blocks)
-        return weighted_cross_entropy(logits.view(-1, logits.size(-1)), *self.targets(target_seq, target_weights))
+        logits = softcap(self.lm_head(features), self.cfg.logit_cap)
+        loss, next_token = weighted_cross_entropy(logits, *self.targets(target_seq, target_weights))
+        if self.trains_byte_targets(target_weights):
+            loss = loss + self.byte_loss(features, target_seq, target_weights)
+        return loss, next_token
+
+    def trains_byte_targets(self, target_weights: Tensor | None) -> bool:
+        return self.byte_target_head is not None and self.training and target_weights is not None
+
+    def byte_loss(self, features: Tensor, target_seq: Tensor, target_weights: Tensor,
+                  loss_fn=byte_target_loss) -> Tensor:
+        """The byte targets' weighted loss (loss_fn: byte_target_loss, or its compiled graph); their weight is
+        the last of target_weights."""
+        return loss_fn(features, self.byte_target_head.weight, self.byte_target_labels, target_seq,
+                       target_weights[-1])
 
     def targets(self, target_seq: Tensor, target_weights: Tensor | None,
                 build=weighted_targets) -> tuple[Tensor, Tensor]:
@@ -1539,25 +1769,34 @@ class GPT(nn.Module):
         target_weights in training, else the next token alone."""
         if not (self.training and target_weights is not None):
             return target_seq[:, None], torch.ones((len(target_seq), 1), device=target_seq.device)
-        return build(target_seq, target_weights, self.tokens_ahead, self.prefix_chains)
+        return build(target_seq, target_weights[:self.target_columns], self.tokens_ahead, self.prefix_chains)
 
     @torch.compiler.disable
-    def fp8_loss(self, features: Tensor, target_seq: Tensor, target_weights: Tensor | None) -> Tensor:
+    def fp8_loss(self, features: Tensor, target_seq: Tensor, target_weights: Tensor | None) -> tuple[Tensor, Tensor]:
         """The FP8 head's fused loss, outside the trunk's compiled graph, whose graph then stays the same
-        whatever the targets (inductor's cache serves every target variant); the targets are built by a
-        small graph of their own."""
+        whatever the targets (inductor's cache serves every target variant); the targets and the byte
+        targets' loss are small graphs of their own."""
         targets = self.targets(target_seq, target_weights, build=lazy_compile(weighted_targets))
-        return fp8_head_loss(features, self.lm_head.weight, *targets, self.cfg.logit_cap, *self.fp8_scales)[0]
+        loss, next_token = fp8_head_loss(features, self.lm_head.weight, *targets, self.cfg.logit_cap,
+                                         *self.fp8_scales)[:2]
+        if self.trains_byte_targets(target_weights):
+            loss = loss + self.byte_loss(features, target_seq, target_weights, lazy_compile(byte_target_loss))
+        return loss, next_token.detach()
 
     def logits(self, input_seq: Tensor, window_blocks: Tensor, input_bytes: Tensor | None = None,
                table: Tensor | None = None) -> Tensor:
         return self.trunk_logits(self.embed_input(input_seq, input_bytes, table), input_seq, window_blocks)
 
-    def forward(self, input_seq: Tensor, target_seq: Tensor, window_blocks: Tensor,
-                input_bytes: Tensor | None = None, table: Tensor | None = None,
-                target_weights: Tensor | None = None) -> Tensor:
+    def losses(self, input_seq: Tensor, target_seq: Tensor, window_blocks: Tensor,
+               input_bytes: Tensor | None = None, table: Tensor | None = None,
+               target_weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The loss (trunk_loss') and, detached, its next-token term."""
         return self.trunk_loss(self.embed_input(input_seq, input_bytes, table), input_seq, target_seq, window_blocks,
                                target_weights)
+
+    def forward(self, *args, **kwargs) -> Tensor:
+        """The loss alone (losses' arguments)."""
+        return self.losses(*args, **kwargs)[0]
 
 
 def compile_model(model: GPT) -> None:
@@ -1603,10 +1842,18 @@ def check_world_size(cfg: Hyperparameters, world_size: int) -> None:
                        "use a number of processes that divides it (1, 2, 4 or 8 for the default 8)")
 
 
-def select_runtime(cfg: Hyperparameters) -> Runtime:
+def uses_cuda(cfg: Hyperparameters) -> bool:
+    """Whether the run goes on CUDA, after checking that the device asked for is there and can rehearse."""
     if cfg.device != "cpu" and not torch.cuda.is_available():
         raise RunError("no CUDA device found: the full run needs GPUs; try python train_gpt.py --smoke on CPU")
-    use_cuda = cfg.device != "cpu"
+    if cfg.rehearse and cfg.device == "cpu":
+        raise RunError("rehearse=1 lets the ranks of a GPU launch share GPUs; on CPU several processes run as they "
+                       "are (torchrun --nproc_per_node=2 train_gpt.py --smoke): leave it out")
+    return cfg.device != "cpu"
+
+
+def select_runtime(cfg: Hyperparameters) -> Runtime:
+    use_cuda = uses_cuda(cfg)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     check_world_size(cfg, world_size)
     if cfg.bench_ranks and world_size > 1:
@@ -1626,6 +1873,25 @@ def select_runtime(cfg: Hyperparameters) -> Runtime:
                    embed_dtype=torch.float32)
 
 
+def device_memory_bytes(runtime: Runtime) -> int:
+    """The GPU's memory, or on CPU the machine's."""
+    if runtime.device.type == "cuda":
+        return torch.cuda.get_device_properties(runtime.device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_table_memory(cfg: Hyperparameters, runtime: Runtime) -> None:
+    """Refuses hashed tables that cannot fit the device: each entry holds a weight, its gradient and Adam's two
+    moments, in the embeddings' dtype (their all-reduce buffers and the model itself come on top)."""
+    entries = (cfg.bigram_hash_rows + cfg.byte_ngram_rows) * cfg.model_dim
+    need, have = 4 * entries * runtime.embed_dtype.itemsize, device_memory_bytes(runtime)
+    if need > have:
+        raise RunError(f"bigram_hash_rows={cfg.bigram_hash_rows}, byte_ngram_rows={cfg.byte_ngram_rows}: the hashed "
+                       f"tables need about {need / 2 ** 30:,.0f} GiB with their gradients and Adam's moments, more than "
+                       f"the {have / 2 ** 30:,.0f} GiB of {runtime.device.type}; use fewer rows (the 2026 record's "
+                       "bigram: 251520)")
+
+
 def attention_backend(runtime: Runtime, block_size: int):
     return FlexAttentionBackend(block_size) if runtime.flex else DenseAttentionBackend(block_size)
 
@@ -1633,7 +1899,9 @@ def attention_backend(runtime: Runtime, block_size: int):
 def build_model(cfg: Hyperparameters, runtime: Runtime) -> GPT:
     torch.manual_seed(cfg.seed)
     max_seq_len = max(cfg.seq_len, cfg.val_seq_len)
-    model = GPT(cfg, attention_backend(runtime, cfg.attn_block_size), max_seq_len, runtime.fp8_head)
+    frequent = cfg.prefix_weight > 0 and cfg.prefix_choice == "frequent"
+    counts = training_token_counts(cfg.train_files, cfg.vocab_size) if frequent else None
+    model = GPT(cfg, attention_backend(runtime, cfg.attn_block_size), max_seq_len, runtime.fp8_head, counts)
     model = model.to(runtime.device)
     for module in model.modules():
         if isinstance(module, nn.Embedding):
@@ -1664,7 +1932,7 @@ def work_share(cfg: Hyperparameters, runtime: Runtime) -> tuple[int, int, bool]:
 
 def build_optimizers(model: GPT, cfg: Hyperparameters, runtime: Runtime) -> list[torch.optim.Optimizer]:
     embeddings = [m.weight for m in model.modules() if isinstance(m, nn.Embedding)]
-    head = [model.lm_head.weight]
+    head = [model.lm_head.weight] + ([model.byte_target_head.weight] if model.byte_target_head is not None else [])
     scalars = [p for p in model.parameters() if p.ndim < 2]
     taken = {id(p) for p in embeddings + head + scalars}
     hidden_matrices = [p for p in model.parameters() if id(p) not in taken]  # blocks' and byte matrices
@@ -1727,10 +1995,11 @@ def step_window(step: int, cfg: Hyperparameters, device: torch.device) -> Tensor
 
 
 def run_model(model, batch: tuple[Tensor, ...], window: Tensor, table: Tensor | None = None,
-              target_weights: Tensor | None = None) -> Tensor:
-    """Loss of one micro-batch (inputs, targets[, input byte rows]); table: the front end's vocabulary table;
-    target_weights: the training targets' weights (the next token's alone where None)."""
-    return model(batch[0], batch[1], window, *batch[2:], table=table, target_weights=target_weights)
+              target_weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Loss of one micro-batch (inputs, targets[, input byte rows]) and, detached, its next-token term; table:
+    the front end's vocabulary table; target_weights: the training targets' weights (the next token's alone
+    where None)."""
+    return model.losses(batch[0], batch[1], window, *batch[2:], table=table, target_weights=target_weights)
 
 
 def open_stream(cfg: Hyperparameters, pattern: str, role: str) -> TokenStream:
@@ -1742,7 +2011,8 @@ def uses_vocab_table(cfg: Hyperparameters) -> bool:
     """Whether the MoT front end runs once per vocabulary entry per step (VocabTable) rather than once per
     token: the same function wherever it sees a token's own bytes alone (no byte self-attention, or one
     whose window is the token itself)."""
-    own_bytes_only = not cfg.byte_self_attn or cfg.byte_window_tokens == 1
+    # the scan reads every earlier byte of the sequence: no table of the vocabulary can hold it
+    own_bytes_only = not cfg.byte_self_attn or (cfg.byte_mixer == "attention" and cfg.byte_window_tokens == 1)
     return cfg.use_mot and cfg.mot_vocab_table and own_bytes_only
 
 
@@ -1814,12 +2084,12 @@ def accumulate_gradients(model: GPT, batches, window: Tensor, micro_steps: int, 
     """Forward and backward over micro_steps micro-batches; .grad holds the sum of the per-sequence losses'
     gradients. Each backward starts from the unscaled loss, as the record's does: the FP8 head casts that
     gradient to float8_e5m2, and a loss divided before its backward would lose entries there to underflow.
-    Returns the summed loss, a device scalar."""
-    total = torch.zeros((), device=window.device)
+    Returns the summed loss and the summed next-token term, a (2,) device tensor."""
+    total = torch.zeros(2, device=window.device)
     for _ in range(micro_steps):
-        loss = run_model(model, next(batches), window, table, target_weights)
+        loss, next_token = run_model(model, next(batches), window, table, target_weights)
         loss.backward()
-        total += loss.detach()
+        total += torch.stack([loss.detach(), next_token])
     return total
 
 
@@ -1861,7 +2131,7 @@ def train_step(model: GPT, optimizers, batches, window: Tensor, step: int, cfg: 
     if vocab_table is not None:
         vocab_table.backward()
     stop_vote = torch.full((), float(stop_requested), device=runtime.device)  # a fill, not a host copy
-    stats = torch.stack([loss_sum / cfg.global_batch_seqs, stop_vote])
+    stats = torch.cat([loss_sum / cfg.global_batch_seqs, stop_vote[None]])
     adam, muon = optimizers
     reduce_gradients(model, adam, stats, cfg.global_batch_seqs, runtime)
     set_schedules(optimizers, step, cfg)
@@ -1885,7 +2155,7 @@ def evaluate(model, cfg: Hyperparameters, runtime: Runtime, window: Tensor,
     table = vocab_table.evaluate() if vocab_table is not None else None
     total = torch.zeros((), device=runtime.device)
     for _ in range(steps):
-        total += run_model(model, next(batches), window, table).float()
+        total += run_model(model, next(batches), window, table)[0].float()
     model.train()
     if runtime.world_size > 1:
         dist.all_reduce(total)
@@ -2050,7 +2320,7 @@ def append_to_devlog(line: str, note: str) -> Path:
 # -----------------------------------------------------------------------------
 # Checkpoints and clean stops
 
-CHECKPOINT_FORMAT = "speedrun-checkpoint-3"  # 2: Muon groups matrices by shape; 3: byte_layers
+CHECKPOINT_FORMAT = "speedrun-checkpoint-4"  # 2: Muon groups matrices by shape; 3: byte_layers; 4: byte mixers
 # constants that may change between a run and its resumption: those that do not change what it trains,
 # and where and how far it runs
 RESUMABLE_CHANGES = NOT_IN_RESULT | {"stop_step", "device", "coordinate_descent_tuning", "rehearse"}
@@ -2208,14 +2478,18 @@ def run_steps(cfg: Hyperparameters) -> int:
 POSITIVE = ("val_tokens", "seq_len", "val_seq_len", "global_batch_seqs", "model_dim", "num_heads", "head_dim",
             "attn_scale", "logit_cap", "attn_block_size", "window_max_tokens", "bytes_per_token", "byte_dim",
             "byte_heads", "byte_window_tokens", "byte_layers", "byte_pool", "num_iterations", "adam_eps",
-            "muon_ns_steps", "seed_count", "prefix_depth")
+            "muon_ns_steps", "seed_count", "prefix_depth", "byte_ssm_state", "byte_target_count")
 NOT_NEGATIVE = ("bigram_hash_rows", "byte_ngram_rows", "stop_step", "adam_head_lr", "adam_embed_lr", "adam_scalar_lr",
                 "muon_lr", "muon_momentum_warmup_steps", "val_loss_every", "warmup_steps", "profile_steps",
-                "bench_ranks", "save_every", "prefix_weight")
-FRACTIONS = ("cooldown_frac", "final_lr_frac", "muon_momentum", "muon_momentum_start")  # in [0, 1]
+                "bench_ranks", "save_every")
+# in [0, 1]; the target weights are relative to the next token's, 1
+FRACTIONS = ("cooldown_frac", "final_lr_frac", "muon_momentum", "muon_momentum_start", "prefix_weight",
+             "byte_target_weight")
 BELOW_ONE = ("adam_beta1", "adam_beta2")  # in [0, 1)
 CHOICES = {"device": ("auto", "cuda", "cpu"), "byte_align": tuple(BYTE_ALIGN_CODES), "mot_mix": ("residual", "replace"),
-           "bigram_placement": ("blocks", "input")}
+           "bigram_placement": ("blocks", "input"), "byte_mixer": ("attention", "ssm"),
+           "prefix_choice": ("longest", "frequent")}
+PREFIX_CHAIN_MAX = 21  # links in GPT-2's longest prefix chain (a token of 22 bytes down to its first byte)
 
 
 def check_config(cfg: Hyperparameters) -> None:
@@ -2258,12 +2532,28 @@ def check_config(cfg: Hyperparameters) -> None:
     if (cfg.byte_layers != 1 or cfg.byte_mlp) and not cfg.byte_self_attn:
         raise RunError(f"byte_layers={cfg.byte_layers}, byte_mlp={cfg.byte_mlp} shape the byte self-attention: "
                        "add --byte_self_attn=1 (or leave them at 1 and False)")
+    if cfg.byte_mixer == "ssm" and not (cfg.byte_self_attn and cfg.byte_dim % 32 == 0):
+        raise RunError(f"byte_mixer='ssm' with byte_self_attn={cfg.byte_self_attn}, byte_dim={cfg.byte_dim}: the scan "
+                       "mixes the byte layers (add --byte_self_attn=1) in heads of 64 over twice byte_dim (a "
+                       "multiple of 32)")
+    if cfg.stop_step > cfg.num_iterations:
+        raise RunError(f"stop_step={cfg.stop_step} is past num_iterations={cfg.num_iterations}: lower it (0: run "
+                       "every step)")
+    default_batch = Hyperparameters.global_batch_seqs
+    if cfg.bench_ranks and default_batch % cfg.bench_ranks:
+        raise RunError(f"bench_ranks={cfg.bench_ranks}: the global batch of {default_batch} sequences splits over "
+                       f"{', '.join(str(n) for n in range(1, default_batch + 1) if default_batch % n == 0)} ranks")
     if cfg.seed_count > 1 and (cfg.resume or cfg.save_checkpoint or cfg.save_every or cfg.profile_steps):
         raise RunError(f"seed_count={cfg.seed_count} with resume, checkpoints or profile_steps: those are for "
                        "one run; leave seed_count at 1 (or run one process per seed)")
     if cfg.bytes_per_token % cfg.byte_pool:
         raise RunError(f"byte_pool={cfg.byte_pool} must divide bytes_per_token={cfg.bytes_per_token}")
     check_target_weights(cfg)
+    if cfg.prefix_depth > PREFIX_CHAIN_MAX:
+        raise RunError(f"prefix_depth={cfg.prefix_depth}: GPT-2's longest prefix chain has {PREFIX_CHAIN_MAX} links "
+                       f"(down to every token's first byte); use 1 to {PREFIX_CHAIN_MAX}")
+    if cfg.byte_target_count > cfg.bytes_per_token:
+        raise RunError(f"byte_target_count={cfg.byte_target_count}: at most bytes_per_token={cfg.bytes_per_token}")
     if cfg.devlog:
         try:
             open(DEVLOG, "a").close()
@@ -2277,15 +2567,19 @@ def check_config(cfg: Hyperparameters) -> None:
 
 
 def check_target_weights(cfg: Hyperparameters) -> None:
-    """mtp_weights must be comma-separated finite numbers, none negative."""
+    """mtp_weights must be comma-separated numbers in [0, 1], fewer than a sequence's tokens."""
     try:
         weights = parse_weights(cfg.mtp_weights)
     except ValueError:
         raise RunError(f"mtp_weights={cfg.mtp_weights!r}: give comma-separated numbers, e.g. --mtp_weights=0.5,0.25 "
                        "(empty: off)") from None
     for weight in weights:
-        if not 0 <= weight < math.inf:
-            raise RunError(f"mtp_weights={cfg.mtp_weights!r}: {weight} must be a finite number, at least 0")
+        if not 0 <= weight <= 1:
+            raise RunError(f"mtp_weights={cfg.mtp_weights!r}: {weight} must lie in [0, 1] (the next token's weight "
+                           "is 1)")
+    if len(weights) >= cfg.seq_len:
+        raise RunError(f"mtp_weights has {len(weights)} weights, targets up to {len(weights) + 1} tokens ahead, but a "
+                       f"sequence holds seq_len={cfg.seq_len} tokens: give fewer (the record: 0.5,0.25)")
 
 
 def check_byte_shards(cfg: Hyperparameters, byte_table: np.ndarray) -> None:
@@ -2472,10 +2766,10 @@ class HostCopy:
 
 
 def check_step_stats(stats: list[float], step: int, cfg: Hyperparameters, log) -> bool:
-    """Logs step's mean training loss (with output targets, their weighted sum) to the log file, fails where
-    it is not finite, and returns whether any rank asked to stop."""
-    loss, stop_votes = stats
-    log(f"step:{step}/{cfg.num_iterations} train_loss:{loss:.6f}", console=False)
+    """Logs step's mean training loss (with output targets, their weighted sum) and its next-token term to the
+    log file, fails where the loss is not finite, and returns whether any rank asked to stop."""
+    loss, next_token, stop_votes = stats
+    log(f"step:{step}/{cfg.num_iterations} train_loss:{loss:.6f} next_token_loss:{next_token:.6f}", console=False)
     if not math.isfinite(loss):
         raise RunError(f"training loss is {loss} at step {step}; stopping (lower the learning rates or check the data)")
     return stop_votes > 0
@@ -2487,9 +2781,14 @@ def synchronize(runtime: Runtime) -> None:
 
 
 def check_launch(cfg: Hyperparameters, world_size: int) -> None:
-    """--check: what a launch of world_size processes can know before any of them starts (the constants, the
-    shards against the steps), so that run.sh reports a bad configuration once, not once per rank."""
+    """--check: what a launch of world_size processes on this host can know before any of them starts (the
+    constants, the GPUs, the shards against the steps), so that run.sh reports a bad configuration once, not
+    once per rank."""
     check_world_size(cfg, world_size)
+    gpus = torch.cuda.device_count() if uses_cuda(cfg) else 0
+    if gpus and world_size > gpus and not cfg.rehearse:
+        raise RunError(f"{world_size} processes but {gpus} GPU(s) visible: launch one process per GPU (NPROC={gpus}), "
+                       "or add --rehearse=1 to let the ranks share the GPUs (a slow rehearsal of the launch)")
     check_token_budget(cfg, world_size)
     print(f"check: the constants and the shards fit a run of {world_size} process(es)")
 
@@ -2506,6 +2805,7 @@ def main(argv: list[str]) -> int:
             check_launch(cfg, int(os.environ.get("WORLD_SIZE", 1)))
             return 0
         runtime = select_runtime(cfg)
+        check_table_memory(cfg, runtime)
         if runtime.world_size > 1:
             dist.init_process_group(backend=runtime.exchange,
                                     device_id=runtime.device if runtime.exchange == "nccl" else None)

@@ -15,6 +15,7 @@ import gzip
 import json
 import lzma
 import os
+import signal
 import sys
 import time
 from multiprocessing import Pool
@@ -96,6 +97,7 @@ _encoding = None
 
 def _init_worker():
     global _encoding
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to report, once
     _encoding = load_gpt2_encoding()
 
 
@@ -167,16 +169,19 @@ class ShardSink:
         self.written.append(path)
 
 
-def existing_shards(out_dir: Path, name: str) -> list[Path]:
-    """Token and byte shards of this name already in out_dir (a training glob would pick them up)."""
+def existing_shards(out_dir: Path, name: str, partial: bool = False) -> list[Path]:
+    """Token and byte shards of this name already in out_dir (a training glob would pick them up); with
+    partial, also the half-written ones (*.tmp)."""
     if not out_dir.is_dir():
         return []
     return sorted(p for kind in ("train", "val") for p in out_dir.glob(f"{name}_{kind}_*")
-                  if p.suffix == ".bin" or p.suffix.startswith(".bytes"))
+                  if p.suffix == ".bin" or p.suffix.startswith(".bytes") or (partial and p.suffix == ".tmp"))
 
 
-def prepare_output(out_dir: Path, name: str, force: bool) -> None:
-    """Creates out_dir; refuses one that holds shards of this name, unless force, which removes them."""
+def prepare_output(out_dir: Path, name: str, force: bool) -> list[Path]:
+    """Creates out_dir; refuses one that holds shards of this name, unless force, which removes them. Returns
+    the folders it created, innermost first."""
+    created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -187,11 +192,24 @@ def prepare_output(out_dir: Path, name: str, force: bool) -> None:
                          "pass --force to replace them, or choose another --output or --name")
     for path in stale:
         path.unlink()
+    return created
+
+
+def remove_partial_output(out_dir: Path, name: str, created: list[Path]) -> None:
+    """After a failed run: every shard of this name it wrote, whole or half, and the folders it created if
+    they are empty."""
+    for path in existing_shards(out_dir, name, partial=True):
+        path.unlink()
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: something else lives there
+            break
 
 
 def tokenize_to_shards(inputs: list[Path], out_dir: Path, name: str, val_tokens: int, shard_tokens: int,
                        bytes_per_token: int, align: str, workers: int, force: bool = False) -> dict:
-    prepare_output(out_dir, name, force)
+    created = prepare_output(out_dir, name, force)
     sink = ShardSink(out_dir, name, val_tokens, shard_tokens, ByteShardWriter(bytes_per_token, align))
     start, total, docs = time.perf_counter(), 0, 0
     try:
@@ -208,9 +226,12 @@ def tokenize_to_shards(inputs: list[Path], out_dir: Path, name: str, val_tokens:
         if sink.next_train_index == 1:
             raise InputError(f"all {total} tokens would go to the validation shard, none to training; lower "
                              f"--val_tokens (now {val_tokens}) or add text")
+    except OSError as e:  # a read-only folder, a full disk
+        remove_partial_output(out_dir, name, created)
+        raise InputError(f"cannot write the shards into {out_dir}: {e.strerror or e}; free space there or choose "
+                         "another --output") from None
     except BaseException:  # a bad input, an interrupt: no half-made data set is left for a run to train on
-        for path in existing_shards(out_dir, name):
-            path.unlink()
+        remove_partial_output(out_dir, name, created)
         raise
     seconds = time.perf_counter() - start
     return dict(documents=docs, tokens=total, seconds=seconds, shards=sink.written)
@@ -242,6 +263,9 @@ def main(argv=None):
                                    args.bytes_per_token, args.align, args.workers, args.force)
     except (InputError, DataError) as e:
         raise SystemExit(f"error: {e}")
+    except KeyboardInterrupt:
+        print(f"\nerror: interrupted; the shards written so far into {args.output} were removed", file=sys.stderr)
+        raise SystemExit(130) from None
     rate = stats["tokens"] / max(stats["seconds"], 1e-9)
     print(f"{stats['documents']} documents, {stats['tokens']} tokens in {stats['seconds']:.1f} s "
           f"({rate:,.0f} tokens/s), {len(stats['shards'])} token shards in {args.output}")

@@ -4,8 +4,8 @@ process per variant, then a table with ratios.
 
     python records/bench_mot.py --data DIR [--variants baseline,cross,self_w16] [--micro_steps 8] [--steps 40]
 
-DIR holds shards NAME_train_*.bin, NAME_val_*.bin and their byte shards (--name, default wiki: data/fineweb.py
---name wiki; data/fineweb10B from data/cached_fineweb10B.py with --name fineweb).
+DIR holds shards NAME_train_*.bin, NAME_val_*.bin and their byte shards (--name, default fineweb, as
+data/fineweb.py's and data/cached_fineweb10B.py's).
 Each step is --micro_steps micro-steps of 48K tokens on one GPU (--global_batch_seqs) on the first steps of
 the record schedule; the median skips the first 20 steps (the first half of fewer than 40). The default of 8
 gives each micro-step about the work of one rank of the 8-GPU run: a forward and backward and an eighth of
@@ -71,6 +71,23 @@ VARIANTS = {
                                 "--prefix_weight=0.25"],
     "bigram_mtp_prefix_d21": ["--bigram_hash_rows=251520", "--mtp_weights=0.5,0.25", "--prefix_weight=0.25",
                               "--prefix_depth=21"],
+    "ssm": ["--use_mot=1", "--byte_self_attn=1", "--byte_mixer=ssm"],  # a scan over every earlier byte
+    "ssm_pool4": ["--use_mot=1", "--byte_self_attn=1", "--byte_mixer=ssm", "--byte_pool=4"],
+    "mtp_prefix_d21_frequent": ["--mtp_weights=0.5,0.25", "--prefix_weight=0.25", "--prefix_depth=21",
+                                "--prefix_choice=frequent"],
+    "byte_targets": ["--byte_target_weight=0.25"],  # the next token's first 4 bytes
+    "bigram_prefix_frequent": ["--bigram_hash_rows=251520", "--prefix_weight=0.25", "--prefix_choice=frequent"],
+    "bigram_prefix_d21": ["--bigram_hash_rows=251520", "--prefix_weight=0.25", "--prefix_depth=21"],
+    "bigram_prefix_bytes1": ["--bigram_hash_rows=251520", "--prefix_weight=0.25", "--byte_target_weight=0.25",
+                             "--byte_target_count=1"],
+    "bigram_prefix_bytes2": ["--bigram_hash_rows=251520", "--prefix_weight=0.25", "--byte_target_weight=0.25",
+                             "--byte_target_count=2"],
+    "bigram_prefix_bytes4": ["--bigram_hash_rows=251520", "--prefix_weight=0.25", "--byte_target_weight=0.25"],
+    "ssm_pool4_bigram_prefix": ["--use_mot=1", "--byte_self_attn=1", "--byte_mixer=ssm", "--byte_pool=4",
+                                "--bigram_hash_rows=251520", "--prefix_weight=0.25"],
+    "everything": ["--use_mot=1", "--byte_self_attn=1", "--byte_pool=4", "--bigram_hash_rows=251520",
+                   "--byte_ngram_rows=251520", "--mtp_weights=0.5,0.25", "--prefix_weight=0.25",
+                   "--byte_target_weight=0.25"],
 }
 PATTERNS = {
     "ms": r"median step:[\d.]+ms \(([\d.]+)ms per micro-step",
@@ -89,19 +106,41 @@ def milliseconds(text: str) -> float:
     raise ValueError(text)
 
 
+EXCEPTION_LINE = re.compile(r"^(error: |[\w.]*(Error|Exception|Interrupt)\b)")
+
+
+def failure_line(output: str) -> str:
+    """Why a run failed: its last line that is an error or an exception, else its last line (compile errors end
+    in advice to set TORCHDYNAMO_VERBOSE, below the exception itself)."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()] or ["no output"]
+    return next((line for line in reversed(lines) if EXCEPTION_LINE.match(line)), lines[-1])[:300]
+
+
+def merged_flags(flags) -> list[str]:
+    """The --name=value flags with each name once: a later value replaces an earlier one in its place (--extra
+    wins over the runner's own flags; train_gpt.py refuses a name given twice)."""
+    merged = {}
+    for flag in flags:
+        merged[flag.split("=", 1)[0]] = flag
+    return list(merged.values())
+
+
 def select_variants(text: str, variants: dict) -> list[str]:
     """The comma-separated variant names of text, each checked against variants."""
     names = text.split(",")
     unknown = [n for n in names if n not in variants]
     if unknown:
         raise SystemExit(f"error: unknown variants {unknown}; choose from {', '.join(variants)}")
+    if len(set(names)) < len(names):
+        raise SystemExit(f"error: --variants {text} names a variant twice; give each once")
     return names
 
 
 def train_command(data: Path, name: str, *flags: str, root: Path = ROOT) -> list[str]:
-    """root's train_gpt.py command line on the NAME_train_* and NAME_val_* shards in data, then flags."""
-    return [sys.executable, str(root / "train_gpt.py"), f"--train_files={data}/{name}_train_*.bin",
-            f"--val_files={data}/{name}_val_*.bin", *flags]
+    """root's train_gpt.py command line on the NAME_train_* and NAME_val_* shards in data, then flags (merged:
+    a later value of a name wins)."""
+    return [sys.executable, str(root / "train_gpt.py"), *merged_flags([f"--train_files={data}/{name}_train_*.bin",
+                                                                      f"--val_files={data}/{name}_val_*.bin", *flags])]
 
 
 def run_variant(name: str, args, log_dir: Path, root: Path = ROOT, data: Path | None = None) -> dict:
@@ -120,7 +159,7 @@ def run_variant(name: str, args, log_dir: Path, root: Path = ROOT, data: Path | 
         return dict(error=f"timed out after {args.timeout}s")
     found = {key: re.search(pattern, output) for key, pattern in PATTERNS.items()}
     if result.returncode != 0 or not all(found.values()):
-        return dict(error=(output.strip().splitlines() or ["no output"])[-1][:200])
+        return dict(error=failure_line(output)[:200])
     measured = {key: float(match[1]) for key, match in found.items() if key != "kernel_total"}
     measured["kernel_ms"] = milliseconds(found["kernel_total"][1]) / (args.profile_steps * args.micro_steps)
     return measured
@@ -129,17 +168,20 @@ def run_variant(name: str, args, log_dir: Path, root: Path = ROOT, data: Path | 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Time MoT variants against the baseline on one GPU.")
     parser.add_argument("--data", required=True, help="directory of NAME_* token and byte shards")
-    parser.add_argument("--name", default="wiki", help="their name prefix (data/fineweb.py --name; FineWeb: fineweb)")
+    parser.add_argument("--name", default="fineweb", help="their name prefix: data/fineweb.py's --name, whose default is fineweb too")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--micro_steps", type=int, default=8, help="48K-token micro-steps per optimizer step")
     parser.add_argument("--steps", type=int, default=40, help="steps per variant (median after the first 20)")
-    parser.add_argument("--profile_steps", type=int, default=1, help="profiled steps after the timed ones")
+    parser.add_argument("--profile_steps", type=int, default=1,
+                        help="profiled steps after the timed ones (at least 1: the kernel time comes from them)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per variant, compile included")
     parser.add_argument("--baseline_ms", type=float, default=None, help="baseline ms per micro-step from another run")
     parser.add_argument("--log_dir", default="logs/bench", help="where the runs' logs go")
     parser.add_argument("--ranks", type=int, default=0,
                         help="estimate one rank of an N-GPU run: 1 micro-step per step, 1/N of Muon's work")
-    parser.add_argument("--extra", default="", help="more train_gpt.py arguments for every variant")
+    parser.add_argument("--extra", default="", help="more train_gpt.py arguments for every variant, after its own "
+                        "(a name given twice takes the later value); write it with '=', as --extra='--a=1 --b=2', "
+                        "since its value starts with --")
     parser.add_argument("--nproc", type=int, default=1, help="GPUs of this host, through torchrun")
     parser.add_argument("--against", type=Path, default=None,
                         help="another checkout (an older commit) whose train_gpt.py runs every variant too")
@@ -149,11 +191,16 @@ def main(argv=None):
     if args.nproc < 1 or (args.ranks and args.nproc > 1):
         raise SystemExit(f"error: --nproc {args.nproc} --ranks {args.ranks}: --nproc takes a count of GPUs; "
                          "--ranks estimates one rank on one GPU, so give --nproc only without it")
+    if args.profile_steps < 1 or args.steps < 2 or args.micro_steps < 1:
+        raise SystemExit(f"error: --profile_steps {args.profile_steps} --steps {args.steps} --micro_steps "
+                         f"{args.micro_steps}: at least 1 profiled step (the kernel time), 2 steps and 1 micro-step")
     if args.ranks:
         args.micro_steps = 1
     args.data, args.log_dir = Path(args.data).resolve(), Path(args.log_dir).resolve()  # runs start in the repo root
+    check_shards(args.data, args.name, "--data")
     if args.against_data is not None:
         args.against_data = args.against_data.resolve()
+        check_shards(args.against_data, args.name, "--against_data")
     if args.against is not None:
         args.against = args.against.resolve()
         if not (args.against / "train_gpt.py").is_file():
@@ -168,6 +215,16 @@ def main(argv=None):
     print(results_table(results, args.baseline_ms))
     if args.against is not None:
         print(against_table(results, names, "@" + args.against.name))
+    failed = [label for label, r in results.items() if "error" in r]
+    if failed:
+        raise SystemExit(f"error: {len(failed)} of {len(results)} runs failed ({', '.join(failed)}); their rows say why")
+
+
+def check_shards(data: Path, name: str, flag: str) -> None:
+    """Refuses a data folder without NAME_train_*.bin shards before any run starts."""
+    if not any(data.glob(f"{name}_train_*.bin")):
+        raise SystemExit(f"error: {flag} {data} holds no {name}_train_*.bin shards; tokenize text with python "
+                         "data/fineweb.py --output DIR --name NAME, or give --name")
 
 
 def run_trees(names: list[str], args) -> dict[str, dict]:

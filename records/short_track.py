@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import plot
-from bench_mot import ROOT, VARIANTS as BENCH_VARIANTS, select_variants, train_command
+from bench_mot import ROOT, VARIANTS as BENCH_VARIANTS, check_shards, failure_line, select_variants, train_command
 
 SHORT_TRACK = ["--global_batch_seqs=1", "--val_loss_every=50", "--val_tokens=262144"]
 STEPS, MOMENTUM_WARMUP = 400, 70  # the short track's steps, and Muon's momentum warm-up over them
@@ -40,6 +40,8 @@ LOG_LINE = re.compile(r"^log: (\S+)$", re.M)
 
 def read_costs(path: Path) -> dict[str, float]:
     """Each variant's wall clock per step over the baseline's, from a records/bench_mot.py table."""
+    if not path.is_file():
+        raise SystemExit(f"error: {path}: no such cost table; write one with records/bench_mot.py --ranks 8 > {path}")
     costs = {name: float(ratio) for name, ratio in COST_ROW.findall(path.read_text())}
     if not costs:
         raise SystemExit(f"error: {path} holds no bench_mot.py table rows (| variant | ms | x baseline | ...)")
@@ -59,6 +61,18 @@ def steps_for(name: str, args) -> int:
     if name not in args.costs:
         raise SystemExit(f"error: {args.equal_time} has no cost for {name}; run records/bench_mot.py with it")
     return round(args.steps / args.costs[name])
+
+
+def parse_seeds(text: str) -> list[int]:
+    """--seeds: comma-separated whole numbers, each once."""
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --seeds '{text}': give comma-separated whole numbers, such as 0,1,2") from None
+    if len(set(seeds)) < len(seeds) or min(seeds) < 0:
+        raise SystemExit(f"error: --seeds '{text}': each seed at most once, none negative (a repeated seed would train "
+                         "the same run twice and overwrite its log)")
+    return seeds
 
 
 def seed_groups(seeds: list[int], size: int) -> list[list[int]]:
@@ -107,8 +121,7 @@ def run(name: str, seeds: list[int], args, gpu: str | None = None) -> tuple[list
     unfinished = seeds_label(name, seeds[len(found):] or seeds)
     if result is None:
         return targets, f"{unfinished} stopped at the deadline"
-    tail = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
-    return targets, f"{unfinished} failed: {tail}"
+    return targets, f"{unfinished} failed: {failure_line(result.stdout + result.stderr)}"
 
 
 def run_all(runs: list[tuple[str, list[int], int]], args) -> tuple[list[Path], list[str]]:
@@ -145,7 +158,7 @@ def run_all(runs: list[tuple[str, list[int], int]], args) -> tuple[list[Path], l
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Run the one-GPU short track for several variants and seeds.")
     parser.add_argument("--data", required=True, help="directory of token and byte shards")
-    parser.add_argument("--name", default="wiki", help="shard name prefix given to data/fineweb.py")
+    parser.add_argument("--name", default="fineweb", help="their name prefix: data/fineweb.py's --name, whose default is fineweb too")
     parser.add_argument("--out", type=Path, required=True, help="records folder for the logs and the plot")
     parser.add_argument("--variants", default="baseline,cross,self_w16",
                         help=f"comma-separated, from {', '.join(VARIANTS)}")
@@ -158,7 +171,8 @@ def main(argv=None):
     parser.add_argument("--parallel", type=int, default=1, help="runs at a time on each GPU (losses valid, times not)")
     parser.add_argument("--gpus", default="", help="comma-separated GPU indices to spread the runs over "
                         "(default: this process's GPU)")
-    parser.add_argument("--extra", default="", help="more train_gpt.py arguments for every run (--extra=...)")
+    parser.add_argument("--extra", default="", help="more train_gpt.py arguments for every run, after its own (a name "
+                        "given twice takes the later value); write it with '=', as --extra='--a=1 --b=2'")
     parser.add_argument("--deadline", type=float, default=None,
                         help="seconds from now: runs still training then are stopped (their finished seeds kept), "
                         "later ones not started")
@@ -170,9 +184,10 @@ def main(argv=None):
         raise SystemExit(f"error: --parallel {args.parallel} --gpus '{args.gpus}': --parallel takes a count of at "
                          "least 1, --gpus comma-separated GPU indices such as 0,1")
     args.data, args.out = Path(args.data).resolve(), args.out.resolve()  # the runs start in the repository root
+    check_shards(args.data, args.name, "--data")
     names = select_variants(args.variants, VARIANTS)
     args.costs = read_costs(args.equal_time) if args.equal_time else None
-    groups = seed_groups([int(seed) for seed in args.seeds.split(",")], args.seeds_per_process)
+    groups = seed_groups(parse_seeds(args.seeds), args.seeds_per_process)
     runs = [(name, seeds, steps_for(name, args)) for seeds in groups for name in names]
     args.out.mkdir(parents=True, exist_ok=True)
     logs, failures = run_all(runs, args)

@@ -233,16 +233,19 @@ def main(argv=None):
     parser.add_argument("--curve", nargs="+", type=Path, default=[],
                         help="folders of baseline runs at other step counts: adds each variant's break-even cost")
     args = parser.parse_args(argv)
+    costs = read_costs(args.costs) if args.costs else None
     runs = read_runs(args.folders, args.finals)
+    if args.baseline not in runs:
+        raise SystemExit(f"error: --baseline {args.baseline}: no runs of it among {', '.join(sorted(runs))}")
     line = None
     if args.curve:
         line, counts = baseline_curve([runs, *(read_runs([folder]) for folder in args.curve)], args.baseline)
-        steps = runs[args.baseline][0]["points"][-1][0] if args.baseline in runs else counts[-1]
+        steps = runs[args.baseline][0]["points"][-1][0]
         print(f"{args.baseline} over {counts} steps: loss {line.intercept:.4f} {line.slope:+.3e} x steps; "
               f"1 % of the time at {steps} steps is worth {-line.slope * steps / 100:.4f}")
     print(results_table(runs, args.baseline, line))
     if args.out:
-        plot_bands(runs, args.out, args.title, read_costs(args.costs) if args.costs else None)
+        plot_bands(runs, args.out, args.title, costs)
         print(f"wrote {args.out}")
 
 

@@ -12,8 +12,10 @@ import train_gpt as T
 
 SCALES = (2.0, 2.0 ** 9, 2.0 ** 19)  # the model's FP8 scales: the head's input, weight and gradient
 CAP = 15.0  # the record's logit cap
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available() or T.triton is None,
-                                reason="the head's Triton kernels run on CUDA")
+def needs_cuda(test):
+    """A CUDA test: skipped without a GPU, run by records/gpu_check.py (pytest -m cuda)."""
+    skip = pytest.mark.skipif(not torch.cuda.is_available() or T.triton is None, reason="needs CUDA and Triton")
+    return pytest.mark.cuda(skip(test))
 
 
 def write_raw_token_shard(path: Path, tokens, magic=20240520, version=1, claimed=None) -> Path:

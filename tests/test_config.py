@@ -21,12 +21,13 @@ def test_smoke_preset_then_overrides_win_in_any_order():
     assert T.parse_args(["--num_iterations=7", "--smoke"]).num_iterations == 7
     assert T.parse_args(["--smoke", "--model_dim=32"]).model_dim == 32
     assert T.parse_args([]).model_dim == 768
-    # a later flag for the same constant wins: the runners append --extra flags after their own
-    assert T.parse_args(["--num_iterations=400", "--num_iterations=379"]).num_iterations == 379
+    assert T.parse_args(["--model_dim=32", "--smoke"]).model_dim == 32  # before it too
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--not_a_constant=3"], "unknown constant 'not_a_constant'; valid names: train_files, val_files"),
+    (["--not_a_constant=3"], "unknown constant 'not_a_constant': python train_gpt.py --help lists them"),
+    (["--prefix_weights=0.2"], "unknown constant 'prefix_weights': did you mean --prefix_weight?"),
+    (["--num_iterations=400", "--num_iterations=379"], "--num_iterations is given twice (the second: "),
     (["--num_iterations=ten"], "--num_iterations=ten: expected int"),
     (["--coordinate_descent_tuning=maybe"], "expected bool"),
     (["num_iterations=3"], "use --name=value, --smoke or --help"),
@@ -118,8 +119,23 @@ BAD_CONSTANTS = [
     ("--seed_count=0", "seed_count=0 must be positive"),
     ("--seed_count=2 --save_every=10", "seed_count=2 with resume, checkpoints or profile_steps: those are for one run"),
     ("--mtp_weights=0.5;0.25", "mtp_weights='0.5;0.25': give comma-separated numbers"),
-    ("--mtp_weights=0.5,-1", "mtp_weights='0.5,-1': -1.0 must be a finite number, at least 0"),
-    ("--mtp_weights=0.5,inf", "mtp_weights='0.5,inf': inf must be a finite number"),
+    ("--mtp_weights=0.5,-1", "mtp_weights='0.5,-1': -1.0 must lie in [0, 1] (the next token's weight is 1)"),
+    ("--mtp_weights=0.5,inf", "mtp_weights='0.5,inf': inf must lie in [0, 1]"),
+    ("--mtp_weights=" + ",".join(["0.1"] * 200), "mtp_weights has 200 weights, targets up to 201 tokens ahead, but a "
+                                                "sequence holds seq_len=128 tokens"),
+    ("--prefix_weight=1e30", "prefix_weight=1e+30 must lie in [0, 1]"),
+    ("--byte_target_weight=2", "byte_target_weight=2.0 must lie in [0, 1]"),
+    ("--prefix_depth=1000", "prefix_depth=1000: GPT-2's longest prefix chain has 21 links"),
+    ("--prefix_choice=often", "prefix_choice='often': use longest or frequent"),
+    ("--byte_target_count=17", "byte_target_count=17: at most bytes_per_token=16"),
+    ("--byte_mixer=ssm --byte_self_attn=0", "byte_mixer='ssm' with byte_self_attn=False, byte_dim=64: the scan mixes"),
+    ("--byte_mixer=ssm --byte_self_attn=1 --byte_dim=48", "heads of 64 over twice byte_dim (a multiple of 32)"),
+    ("--stop_step=50", "stop_step=50 is past num_iterations=40: lower it"),
+    ("--seed=1 --seed=2", "--seed is given twice (the second: '--seed=2'); give each constant once"),
+    ("--bench_ranks=3", "bench_ranks=3: the global batch of 8 sequences splits over 1, 2, 4, 8 ranks"),
+    ("--rehearse=1", "rehearse=1 lets the ranks of a GPU launch share GPUs; on CPU several processes run as they are"),
+    ("--bigram_hash_rows=1000000000000", "bigram_hash_rows=1000000000000, byte_ngram_rows=0: the hashed tables need "
+                                         "about 953,674 GiB with their gradients and Adam's moments, more than the"),
     ("--prefix_weight=nan", "prefix_weight=nan must be a finite number"),
     ("--muon_lr=nan", "muon_lr=nan must be a finite number"), ("--attn_scale=inf", "attn_scale=inf must be a finite"),
     ("--num_heads=3", "num_heads=3 x head_dim=32 must equal model_dim=64"),
@@ -244,10 +260,24 @@ def test_bad_shard_patterns_and_an_unwritable_devlog_are_one_line_before_any_wor
         assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_run_sh_prints_the_help_once():
+    result = T.subprocess.run(["bash", str(T.HERE / "run.sh"), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.count("Constants (override as --name=value") == 1
+
+
+def test_the_launch_check_needs_the_gpus_it_launches_on(capsys, monkeypatch):
+    if T.torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    assert T.main(["--check", "--rehearse=1", "--seq_len=4096"]) == 1  # README's rehearsal, on a CPU machine
+    assert capsys.readouterr().err == "error: no CUDA device found: the full run needs GPUs; try python train_gpt.py " \
+                                      "--smoke on CPU\n"
+
+
 def test_run_sh_checks_the_launch_in_one_process_first(tmp_path):
     """A bad constant or missing data is one line from one process, before torchrun starts any rank."""
     for flags, message in ((["--num_heads=3"], "error: num_heads=3 x head_dim=128 must equal model_dim=768"),
-                           ([f"--train_files={tmp_path}/none_*.bin"], "error: no training shards match")):
+                           ([f"--train_files={tmp_path}/none_*.bin", "--device=cpu"], "error: no training shards match")):
         result = T.subprocess.run(["bash", str(T.HERE / "run.sh"), *flags, f"--log_dir={tmp_path}"],
                                   capture_output=True, text=True, timeout=120)
         assert result.returncode == 1 and result.stderr.strip().startswith(message), result.stderr

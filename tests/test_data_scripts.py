@@ -168,7 +168,56 @@ def test_a_bad_line_after_written_shards_leaves_no_shards(tmp_path, wiki_leads):
     result = run_fineweb("--input", text, "--output", tmp_path / "out", "--val_tokens", 500, "--shard_tokens", 1000,
                          "--workers", 1)
     assert result.returncode == 1 and "late.jsonl:41: not a JSON object" in result.stderr.strip().splitlines()[-1]
-    assert list((tmp_path / "out").iterdir()) == []  # shards were written before the bad line: all removed
+    assert not (tmp_path / "out").exists()  # shards were written before the bad line: all removed, and the folder
+
+
+@pytest.mark.parametrize("errno, reason", [(28, "No space left on device"), (30, "Read-only file system")])
+def test_a_failed_write_is_one_line_and_leaves_nothing(tmp_path, wiki_leads, monkeypatch, capsys, errno, reason):
+    """A full disk or a read-only folder, met after two shards and half of a third were written (root writes
+    into read-only folders, so the failure is injected where the byte shard's file is written)."""
+    text = tmp_path / "docs.jsonl"
+    text.write_text("".join(json.dumps({"text": doc}) + "\n" for doc in wiki_leads[:60]))
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "other.txt").write_text("not ours")
+    written, write = [], ByteShardWriter.write
+
+    def failing_write(self, token_path, tokens):
+        written.append(token_path)
+        if len(written) == 3:
+            token_path.with_name(token_path.stem + ".bytes16.tmp").write_bytes(b"half")
+            raise OSError(errno, reason)
+        return write(self, token_path, tokens)
+
+    monkeypatch.setattr(ByteShardWriter, "write", failing_write)
+    for out in (tmp_path / "new" / "deeper", tmp_path / "keep"):
+        written.clear()
+        with pytest.raises(SystemExit) as stopped:
+            fineweb.main(["--input", str(text), "--output", str(out), "--val_tokens", "500", "--shard_tokens", "1000",
+                          "--workers", "1"])
+        assert str(stopped.value) == f"error: cannot write the shards into {out}: {reason}; free space there or " \
+                                     "choose another --output"
+    assert not (tmp_path / "new").exists()  # the folders it made: removed
+    assert [p.name for p in (tmp_path / "keep").iterdir()] == ["other.txt"]  # no shard, no half-written .tmp
+
+
+def test_an_interrupt_is_one_line_with_exit_130_and_leaves_no_shards(tmp_path, wiki_leads, monkeypatch, capsys):
+    text = tmp_path / "docs.jsonl"
+    text.write_text("".join(json.dumps({"text": doc}) + "\n" for doc in wiki_leads[:60]))
+    added, add = [], fineweb.ShardSink.add
+
+    def interrupted(self, tokens):
+        added.append(len(tokens))
+        if sum(added) > 2500:  # after the validation shard and a training shard
+            raise KeyboardInterrupt
+        add(self, tokens)
+
+    monkeypatch.setattr(fineweb.ShardSink, "add", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        fineweb.main(["--input", str(text), "--output", str(tmp_path / "out"), "--val_tokens", "500",
+                      "--shard_tokens", "1000", "--workers", "1"])
+    assert stopped.value.code == 130 and not (tmp_path / "out").exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: interrupted; the shards written so far into " \
+                                                               f"{tmp_path / 'out'} were removed"
 
 
 def test_rerun_into_a_folder_with_shards_needs_force_and_leaves_no_stale_shards(tmp_path, wiki_leads):

@@ -38,7 +38,7 @@ def train(rank: int, world_size: int):
     batches = T.rank_batches(T.open_stream(cfg, cfg.train_files, "training"), cfg.global_batch_seqs, cfg.seq_len,
                              rank, world_size, runtime.device)
     stats = (T.accumulate_gradients(model, batches, torch.tensor(2), cfg.global_batch_seqs // world_size)
-             / cfg.global_batch_seqs)[None]
+             / cfg.global_batch_seqs)[:1]
     T.reduce_gradients(model, adam, stats, cfg.global_batch_seqs, runtime)
     grads = {name: p.grad.clone() for name, p in model.named_parameters()}
     names = {id(p): name for name, p in model.named_parameters()}

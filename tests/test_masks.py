@@ -5,6 +5,7 @@ import torch
 from torch.nn.attention.flex_attention import flex_attention
 
 import train_gpt as T
+from helpers import needs_cuda
 
 
 def random_tokens(rng, length, eot_rate):
@@ -84,3 +85,30 @@ def test_dense_attention_equals_flex_attention(window_blocks):
                                               window_blocks))
     scores = (q @ k.transpose(-1, -2) * 0.12).masked_fill(~allowed, float("-inf"))
     torch.testing.assert_close(out_dense, scores.softmax(-1) @ v, rtol=1e-10, atol=1e-10)
+
+
+def test_schedule_values_keep_their_shape_on_the_device():
+    """A window scalar that turned 1-d crashed FlexAttention's CUDA lowering (the CPU compiles it)."""
+    cfg = T.Hyperparameters(num_iterations=400)
+    window = T.step_window(200, cfg, torch.device("cpu"))
+    assert window.shape == () and window.dtype == torch.int32 and window.item() == T.window_blocks(200, cfg)
+    assert T.device_values((1.0, 0.5), torch.device("cpu")).shape == (2,)
+    assert T.to_device(np.zeros((2, 3)), torch.float32, torch.device("cpu")).shape == (2, 3)
+
+
+@needs_cuda
+def test_compiled_flex_attention_with_the_step_window_on_cuda_is_dense_attention():
+    """The trunk's masks and the byte stream's, through the schedule's device scalar, compiled as on a GPU run."""
+    rng = np.random.default_rng(3)
+    block_size, n = 128, 1024
+    device = torch.device("cuda")
+    docs = T.document_ids(random_tokens(rng, n, eot_rate=0.005)).to(device)
+    window = T.step_window(120, T.Hyperparameters(num_iterations=400), device)  # 4 blocks of 128
+    q, k, v = (torch.randn(1, 2, n, 64, device=device) for _ in range(3))
+    flex, dense = T.FlexAttentionBackend(block_size), T.DenseAttentionBackend(block_size)
+    attend = torch.compile(T.FlexAttentionBackend.attend, dynamic=False)
+    for flex_mask, dense_mask in ((flex.mask(docs, window), dense.mask(docs, window)),
+                                  (flex.byte_mask(docs[:64], 16, 3, True), dense.byte_mask(docs[:64], 16, 3, True))):
+        got = attend(q, k, v, flex_mask, 0.12)
+        want = dense.attend(q.double(), k.double(), v.double(), dense_mask, 0.12)
+        torch.testing.assert_close(got.double(), want, rtol=2e-3, atol=2e-3)

@@ -11,7 +11,9 @@ ALL_ON = ["--smoke", "--seq_len=64", "--val_seq_len=64", "--use_mot=1", "--byte_
 
 
 def tiny_model(*overrides):
-    cfg = T.parse_args([*ALL_ON, *overrides])
+    """ALL_ON's model with overrides in place of its flags of the same names."""
+    replaced = {flag.split("=")[0] for flag in overrides}
+    cfg = T.parse_args([flag for flag in ALL_ON if flag.split("=")[0] not in replaced] + list(overrides))
     return cfg, randomized(T.build_model(cfg, T.select_runtime(cfg)))
 
 
@@ -21,7 +23,8 @@ def random_bytes(generator, shape):
 
 @pytest.mark.parametrize("extra", [[], ["--byte_pool=4", "--mot_mix=replace"], ["--byte_doc_mask=0"],
                                    ["--bigram_hash_rows=97", "--byte_ngram_rows=101"],
-                                   ["--bigram_hash_rows=97", "--bigram_placement=input"]])
+                                   ["--bigram_hash_rows=97", "--bigram_placement=input"],
+                                   ["--byte_mixer=ssm", "--byte_layers=2"], ["--byte_mixer=ssm", "--byte_doc_mask=0"]])
 def test_no_token_sees_the_future(extra):
     cfg, model = tiny_model(*extra)
     g = torch.Generator().manual_seed(1)
@@ -39,8 +42,9 @@ def test_no_token_sees_the_future(extra):
         assert not torch.allclose(logits[0, t + 1:], base[0, t + 1:])
 
 
-def test_bytes_of_one_document_do_not_reach_later_documents():
-    cfg, model = tiny_model("--byte_window_tokens=40")
+@pytest.mark.parametrize("mixer", ["attention", "ssm"])
+def test_bytes_of_one_document_do_not_reach_later_documents(mixer):
+    cfg, model = tiny_model("--byte_window_tokens=40", f"--byte_mixer={mixer}")
     front = model.byte_front_end
     g = torch.Generator().manual_seed(2)
     tokens = torch.randint(0, 50000, (64,), generator=g)
@@ -54,8 +58,8 @@ def test_bytes_of_one_document_do_not_reach_later_documents():
     torch.testing.assert_close(after[41:], base[41:], rtol=0, atol=0)  # the third document: untouched
     torch.testing.assert_close(after[:20], base[:20], rtol=0, atol=0)  # the first: earlier
     assert not torch.allclose(after[21:41], base[21:41])
-    # without the document mask the window (40 tokens) carries them over
-    cfg, model = tiny_model("--byte_window_tokens=40", "--byte_doc_mask=0")
+    # without the document mask the window (40 tokens) or the scan carries them over
+    cfg, model = tiny_model("--byte_window_tokens=40", "--byte_doc_mask=0", f"--byte_mixer={mixer}")
     front = model.byte_front_end
     assert not torch.allclose(front.byte_features(changed, docs)[41:], front.byte_features(rows, docs)[41:])
 
@@ -235,13 +239,27 @@ def test_byte_parameters_go_to_adam_and_muon():
     in_muon = {id(p) for g in muon.param_groups for p in g["params"]}
     in_adam = {id(p) for g in adam.param_groups for p in g["params"]}
     assert len(front.byte_layers) == 2
-    layer_matrices = [p for layer in front.byte_layers for p in (layer.attn.qkv_w, layer.attn.c_proj.weight,
+    layer_matrices = [p for layer in front.byte_layers for p in (layer.mixer.qkv_w, layer.mixer.c_proj.weight,
                                                                   layer.mlp.c_fc.weight, layer.mlp.c_proj.weight)]
     for p in (*layer_matrices, front.token_byte_cross_attn.q_w, front.token_byte_cross_attn.kv_w,
               front.token_byte_cross_attn.c_proj.weight):
         assert id(p) in in_muon
     for p in (front.byte_embed.weight, front.byte_slot_embed.weight, front.mix_lambdas):
         assert id(p) in in_adam
+
+
+def test_the_scans_matrices_go_to_muon_its_vectors_and_the_byte_heads_to_adam():
+    cfg = T.parse_args([*ALL_ON, "--byte_mixer=ssm", "--byte_target_weight=0.25"])
+    runtime = T.select_runtime(cfg)
+    model = T.build_model(cfg, runtime)
+    adam, muon = T.build_optimizers(model, cfg, runtime)
+    scan = model.byte_front_end.byte_layers[0].mixer
+    in_muon = {id(p) for g in muon.param_groups for p in g["params"]}
+    assert {id(p) for p in (scan.xz_w, scan.bc_w, scan.dt_w, scan.c_proj.weight)} <= in_muon
+    scalars, head = adam.param_groups[2]["params"], adam.param_groups[0]["params"]
+    assert {id(p) for p in (scan.conv_taps, scan.dt_bias, scan.a_log, scan.d)} <= {id(p) for p in scalars}
+    assert [id(p) for p in head] == [id(model.lm_head.weight), id(model.byte_target_head.weight)]
+    assert not T.uses_vocab_table(cfg)  # the scan reads across tokens: per token
 
 
 def test_byte_shards_that_disagree_with_their_tokens_are_an_error(tmp_path, capsys):

@@ -141,8 +141,12 @@ def test_weighted_loss_and_gradient_match_the_definition():
     assert torch.equal(grad_t.view(torch.uint8), grad.T.contiguous().view(torch.uint8))
     # the plain path (CPU runs, GPUs without FP8) in float64: the same function
     z = logits.double().requires_grad_()
-    plain = T.weighted_cross_entropy(2 * CAP * torch.sigmoid(z * (2 / CAP)), targets, row_weights.double())
+    plain, next_token = T.weighted_cross_entropy(2 * CAP * torch.sigmoid(z * (2 / CAP)), targets,
+                                                 row_weights.double())
     plain.backward()
+    capped = 2 * CAP * torch.sigmoid(logits.double() * (2 / CAP))
+    want_next = (capped.logsumexp(dim=1) - capped[torch.arange(len(capped)), targets[:, 0]]).mean()
+    torch.testing.assert_close(next_token, want_next, rtol=1e-12, atol=0)  # the logged term, weight 1, column 0
     torch.testing.assert_close(plain.detach(), want_loss, rtol=1e-12, atol=0)
     torch.testing.assert_close(z.grad, want_grad, rtol=1e-10, atol=1e-15)
 
@@ -208,7 +212,7 @@ def test_changing_weights_recompile_nothing(smoke_batch):
     losses = []
     for step in (0, 10, 20, 39):
         weights = T.device_values(T.target_weights(step, cfg), torch.device("cpu"))
-        losses.append(loss(embedding, inputs, targets, torch.tensor(2), weights).item())
+        losses.append(loss(embedding, inputs, targets, torch.tensor(2), weights)[0].item())
     assert counter.frame_count == 1 and len(set(losses)) == 4
     assert T.device_values(T.target_weights(39, cfg), torch.device("cpu")) is weights  # made once
 
@@ -236,3 +240,78 @@ def test_the_fp8_paths_compiled_targets_are_the_eager_ones(table):
         compiled = T.lazy_compile(T.weighted_targets)(next_tokens, weights, 2, chains)
         for got, want in zip(compiled, T.weighted_targets(next_tokens, weights, 2, chains)):
             assert torch.equal(got, want)
+
+
+def test_the_longest_prefix_chain_is_the_depth_limit(table):
+    chains = T.prefix_chains(table, T.PREFIX_CHAIN_MAX + 1, 50257)
+    assert (chains[:, T.PREFIX_CHAIN_MAX - 1] >= 0).any() and (chains[:, T.PREFIX_CHAIN_MAX] == -1).all()
+
+
+def test_frequent_prefix_choice_is_the_most_counted_prefix_token(spellings, table):
+    counts = np.random.default_rng(0).integers(0, 4, 50257)  # small counts: many ties, broken by length
+    ids = {s: i for i, s in enumerate(spellings)}
+    frequent = T.prefix_table(counts)
+    for i in list(range(0, 50256, 97)) + [ids[b" singing"], ids[b" understanding"]]:
+        candidates = [ids[spellings[i][:n]] for n in range(1, len(spellings[i])) if spellings[i][:n] in ids]
+        if not candidates:
+            assert frequent[i] == -1
+            continue
+        best = max(counts[c] for c in candidates)
+        assert frequent[i] == max((c for c in candidates if counts[c] == best), key=lambda c: len(spellings[c]))
+    assert (T.prefix_table(np.zeros(50257, dtype=np.int64)) == table).all()  # no counts: the longest
+
+
+def test_token_counts_of_the_training_shards(tmp_path):
+    from helpers import write_raw_token_shard
+    write_raw_token_shard(tmp_path / "x_train_000001.bin", [5, 5, 50256, 7])
+    write_raw_token_shard(tmp_path / "x_train_000002.bin", [7, 5])
+    counts = T.training_token_counts(f"{tmp_path}/x_train_*.bin", 50257)
+    assert counts.shape == (50257,) and counts.sum() == 6
+    assert (counts[5], counts[7], counts[50256]) == (3, 2, 1)
+
+
+def test_byte_target_labels_are_each_tokens_first_bytes(spellings):
+    labels = T.byte_target_labels(4, 50304)
+    assert labels.shape == (50304, 4) and labels.dtype == np.int64
+    for i in list(range(0, 50256, 61)) + [50255]:
+        first = list(spellings[i][:4])
+        assert labels[i].tolist() == first + [T.BYTE_ENDED] * (4 - len(first)), i
+    assert (labels[T.EOT_TOKEN:] == T.BYTE_END_OF_TEXT).all()  # end-of-text, and ids no data holds
+
+
+def test_byte_target_loss_and_gradient_are_the_definitions(spellings):
+    rng = torch.Generator().manual_seed(3)
+    features = torch.randn(12, 16, dtype=torch.float64, generator=rng, requires_grad=True)
+    weight = torch.randn(3 * T.BYTE_TARGET_CLASSES, 16, dtype=torch.float64, generator=rng, requires_grad=True)
+    table = torch.from_numpy(T.byte_target_labels(3, 50257))
+    next_tokens = torch.tensor([0, 262, 50256, 4923, 995, 50256, 17000, 11, 33333, 50255, 1, 13])
+    loss = T.byte_target_loss(features, weight, table, next_tokens, torch.tensor(0.25, dtype=torch.float64))
+    loss.backward()
+    want = 0.0
+    for t, token in enumerate(next_tokens.tolist()):  # the sum over heads of the mean over positions
+        raw = list(spellings[token][:3]) if token != T.EOT_TOKEN else []
+        for head in range(3):
+            label = T.BYTE_END_OF_TEXT if token == T.EOT_TOKEN else (raw[head] if head < len(raw) else T.BYTE_ENDED)
+            logits = weight[head * T.BYTE_TARGET_CLASSES:(head + 1) * T.BYTE_TARGET_CLASSES] @ features[t]
+            want = want + 0.25 * (logits.logsumexp(0) - logits[label]) / len(next_tokens)
+    want_grads = torch.autograd.grad(want, (features, weight))
+    torch.testing.assert_close(loss, want, rtol=1e-12, atol=0)
+    torch.testing.assert_close(features.grad, want_grads[0], rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(weight.grad, want_grads[1], rtol=1e-10, atol=1e-14)
+
+
+def test_byte_targets_at_zero_weight_are_the_plain_loss_bit_for_bit(smoke_batch):
+    cfg, inputs, targets = smoke_batch
+    plain = loss_and_grads(cfg, inputs, targets, None)
+    on = dataclasses.replace(cfg, byte_target_weight=0.25, byte_target_count=2)
+    decayed = torch.tensor(T.target_weights(cfg.num_iterations - 1, on))
+    assert decayed.tolist() == [1.0, 0.0]
+    loss, grads = loss_and_grads(on, inputs, targets, decayed)
+    assert torch.equal(loss, plain[0]) and all(torch.equal(a, b) for a, b in zip(grads, plain[1]))
+    model = T.build_model(on, T.select_runtime(on))
+    with torch.no_grad():
+        model.byte_target_head.weight.normal_(0, 0.5)
+    losses = [model.losses(inputs, targets, torch.tensor(2), target_weights=torch.tensor(T.target_weights(s, on)))
+              for s in (0, cfg.num_iterations - 1)]
+    assert losses[0][0] > losses[0][1] * 1.1 and torch.equal(losses[0][1], losses[1][1])  # the logged next-token term
+    assert torch.equal(losses[1][0], losses[1][1])

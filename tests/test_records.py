@@ -25,6 +25,14 @@ final val_loss:5.0000 train_time:{t100}ms median step:100.00ms
 VAL_LINES = re.compile(r"^step:\d+/\d+ val_loss:[\d.]+", re.M)
 
 
+def shard_folder(path):
+    """path holding one (empty) training shard of the runners' default name: their upfront check passes, and
+    the runs themselves are faked."""
+    path.mkdir(exist_ok=True)
+    (path / "fineweb_train_000001.bin").touch()
+    return path
+
+
 def write_log(path, mot, seed, t50, t100):
     path.write_text(LOG.format(mot=mot, seed=seed, t50=t50, t100=t100))
     return plot.read_log(path)
@@ -80,7 +88,7 @@ def test_bench_times_per_micro_step_and_divides_by_the_baseline(monkeypatch, cap
         return bench_mot.subprocess.CompletedProcess(command, 0, stdout=text, stderr="")
 
     monkeypatch.setattr(bench_mot.subprocess, "run", fake_run)
-    bench_mot.main(["--data", str(tmp_path), "--variants", "baseline,cross", "--micro_steps", "8",
+    bench_mot.main(["--data", str(shard_folder(tmp_path)), "--variants", "baseline,cross", "--micro_steps", "8",
                     "--profile_steps", "2", "--log_dir", str(tmp_path / "logs")])
     assert all("--global_batch_seqs=8" in c and "--profile_steps=2" in c for c in commands)
     table = capsys.readouterr().out
@@ -103,7 +111,7 @@ def fake_trainer(monkeypatch, ms: float, kernel: str) -> list[list[str]]:
 
 def test_bench_estimates_one_rank_of_a_larger_run(monkeypatch, capsys, tmp_path):
     commands = fake_trainer(monkeypatch, 90.0, "85ms")
-    bench_mot.main(["--data", str(tmp_path), "--variants", "baseline", "--ranks", "8"])
+    bench_mot.main(["--data", str(shard_folder(tmp_path)), "--variants", "baseline", "--ranks", "8"])
     assert "--global_batch_seqs=1" in commands[0] and "--bench_ranks=8" in commands[0]
     out = capsys.readouterr().out
     assert "1 micro-steps per optimizer step one rank of 8 GPUs" in out
@@ -112,7 +120,8 @@ def test_bench_estimates_one_rank_of_a_larger_run(monkeypatch, capsys, tmp_path)
 
 def test_bench_runs_several_gpus_through_torchrun(monkeypatch, capsys, tmp_path):
     commands = fake_trainer(monkeypatch, 92.0, "88ms")
-    bench_mot.main(["--data", str(tmp_path), "--variants", "baseline", "--nproc", "2", "--micro_steps", "1"])
+    bench_mot.main(["--data", str(shard_folder(tmp_path)), "--variants", "baseline", "--nproc", "2", "--micro_steps",
+                    "1"])
     command = commands[0]
     assert command[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     assert command[5] == str(bench_mot.ROOT / "train_gpt.py")
@@ -127,7 +136,8 @@ def test_bench_times_another_checkout_beside_this_one(monkeypatch, capsys, tmp_p
     """--against runs every variant in both trees, one after the other in alternating order, each divided by
     its own tree's baseline, and a last table of this tree over the other; --against_data gives the other
     tree its own shards."""
-    old, old_shards = tmp_path / "old", tmp_path / "old_shards"
+    old, old_shards = tmp_path / "old", shard_folder(tmp_path / "old_shards")
+    shard_folder(tmp_path)
     old.mkdir()
     (old / "train_gpt.py").write_text("")
     runs = []
@@ -135,7 +145,7 @@ def test_bench_times_another_checkout_beside_this_one(monkeypatch, capsys, tmp_p
     def fake_run(command, **kwargs):
         tree = "old" if command[1] == str(old / "train_gpt.py") else "new"
         assert kwargs["cwd"] == (old if tree == "old" else bench_mot.ROOT)
-        assert command[2] == f"--train_files={old_shards if tree == 'old' else tmp_path}/wiki_train_*.bin"
+        assert command[2] == f"--train_files={old_shards if tree == 'old' else tmp_path}/fineweb_train_*.bin"
         runs.append((tree, "--use_mot=1" in command))
         ms = {("new", False): 90.0, ("new", True): 99.0, ("old", False): 100.0, ("old", True): 120.0}[runs[-1]]
         text = FAKE_RUN.format(step=ms, micro=ms, kernel=f"{ms - 10}ms")
@@ -180,7 +190,8 @@ def test_short_track_runs_each_variant_and_seed_at_equal_time_and_plots(tmp_path
     table = capsys.readouterr().out
     assert "| baseline_seed0 | 4 |" in table and "| cross_seed1 | 2 |" in table
     with pytest.raises(SystemExit, match="costs.md has no cost for self_w16"):
-        short_track.main(["--data", "shards", "--out", "x", "--variants", "self_w16", "--equal_time", "costs.md"])
+        short_track.main(["--data", "shards", "--name", "smoke", "--out", "x", "--variants", "self_w16",
+                          "--equal_time", "costs.md"])
 
 
 def test_seeds_are_grouped_into_consecutive_runs_per_process():
@@ -192,8 +203,10 @@ def test_seeds_are_grouped_into_consecutive_runs_per_process():
 
 
 def test_short_track_reports_a_failed_run(tmp_path):
+    """A real train_gpt.py process without validation shards: its one error line."""
     import short_track
-    with pytest.raises(SystemExit, match="baseline seed 0 failed: error: no training shards match"):
+    shard_folder(tmp_path)
+    with pytest.raises(SystemExit, match=f"baseline seed 0 failed: error: no validation shards match '{tmp_path}"):
         short_track.main(["--data", str(tmp_path), "--out", str(tmp_path / "x"), "--variants", "baseline",
                           "--extra=--device=cpu"])
 
@@ -215,8 +228,8 @@ def test_short_track_keeps_the_seeds_that_finished_before_the_deadline(tmp_path,
 
     monkeypatch.setattr(short_track.subprocess, "run", fake_train)
     out = tmp_path / "experiment"
-    common = ["--data", str(tmp_path), "--out", str(out), "--variants", "baseline,cross", "--seeds", "0,1",
-              "--seeds_per_process", "2"]
+    common = ["--data", str(shard_folder(tmp_path)), "--out", str(out), "--variants", "baseline,cross", "--seeds",
+              "0,1", "--seeds_per_process", "2"]
     with pytest.raises(SystemExit, match=r"1 of 2 processes did not finish every seed: cross seed 1 stopped at the "
                                          r"deadline$"):
         short_track.main([*common, "--deadline", "100"])
@@ -306,7 +319,7 @@ def test_short_track_spreads_the_runs_over_gpus(tmp_path, monkeypatch):
 
     monkeypatch.setattr(short_track.subprocess, "run", fake_train)
     out = tmp_path / "experiment"
-    short_track.main(["--data", str(tmp_path), "--out", str(out), "--variants", "baseline,cross",
+    short_track.main(["--data", str(shard_folder(tmp_path)), "--out", str(out), "--variants", "baseline,cross",
                       "--seeds", "0,1,2,3", "--gpus", "3,5", "--parallel", "2"])
     assert sorted((mot, seed) for mot, seed, _, _ in ran) == [(m, s) for m in (False, True) for s in range(4)]
     assert {gpu for _, _, gpu, _ in ran} == {"3", "5"} and {rank for _, _, _, rank in ran} == {"0"}
@@ -356,3 +369,135 @@ def test_break_even_cost_from_the_baselines_curve(tmp_path, capsys):
     assert study.break_even(exact, [4.06, 4.06], 400) == pytest.approx((1.025, 1.025, 1.025))
     with pytest.raises(SystemExit, match="needs baseline runs of two lengths or more"):
         study.main([str(steps400), "--curve", str(steps400)])
+
+
+def test_runner_flags_name_each_constant_once_the_later_value_winning():
+    assert bench_mot.merged_flags(["--a=1", "--smoke", "--b=2", "--a=3"]) == ["--a=3", "--smoke", "--b=2"]
+    command = bench_mot.train_command(ROOT, "x", "--val_tokens=1", "--seed=4", "--val_tokens=2")
+    assert command[-2:] == ["--val_tokens=2", "--seed=4"]
+
+
+def test_bench_refuses_bad_inputs_before_any_run_and_fails_when_a_run_fails(monkeypatch, tmp_path, capsys):
+    commands = fake_trainer(monkeypatch, 90.0, "85ms")
+    for argv, message in ((["--data", str(tmp_path / "nowhere")], "nowhere holds no fineweb_train_.*bin shards"),
+                          (["--data", str(shard_folder(tmp_path)), "--profile_steps", "0"], "at least 1 profiled step"),
+                          (["--data", str(tmp_path), "--variants", "prefix,prefix"], "names a variant twice")):
+        with pytest.raises(SystemExit, match=message):
+            bench_mot.main(argv)
+    assert commands == []
+    crashed = ("Traceback (most recent call last):\ntorch._inductor.exc.InductorError: LoweringException: AssertionError: "
+               "wrong ndim () [1]\n\nSet TORCHDYNAMO_VERBOSE=1 for the internal stack trace (please do this especially "
+               "if you're reporting a bug to PyTorch).\n")
+    monkeypatch.setattr(bench_mot.subprocess, "run", lambda command, **kwargs: bench_mot.subprocess.CompletedProcess(
+        command, 1, stdout="", stderr=crashed))
+    with pytest.raises(SystemExit, match=r"error: 2 of 2 runs failed \(baseline, cross\)"):
+        bench_mot.main(["--data", str(tmp_path), "--variants", "baseline,cross"])
+    assert "| cross | torch._inductor.exc.InductorError: LoweringException: AssertionError: wrong ndim () [1] |" \
+        in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--seeds", ""], "--seeds '': give comma-separated whole numbers"), (["--seeds", "a,b"], "--seeds 'a,b': give"),
+    (["--seeds", "1,1"], "--seeds '1,1': each seed at most once"),
+    (["--equal_time", "missing.md"], "missing.md: no such cost table; write one with records/bench_mot.py"),
+    (["--variants", "baseline,nosuch"], r"unknown variants \['nosuch'\]")])
+def test_short_track_refuses_bad_inputs_before_any_run(tmp_path, monkeypatch, flags, message):
+    import short_track
+    monkeypatch.setattr(short_track.subprocess, "run", lambda *args, **kwargs: pytest.fail("a run started"))
+    with pytest.raises(SystemExit, match=message):
+        short_track.main(["--data", str(shard_folder(tmp_path)), "--out", str(tmp_path / "x"), *flags])
+    assert not (tmp_path / "x").exists()
+
+
+def test_study_refuses_a_missing_baseline_or_cost_table(tmp_path):
+    write_log(tmp_path / "cross_seed0.txt", True, 0, 5000, 10000)
+    with pytest.raises(SystemExit, match="--baseline nosuch: no runs of it among cross"):
+        study.main([str(tmp_path), "--baseline", "nosuch"])
+    with pytest.raises(SystemExit, match="missing.md: no such cost table"):  # without --out too
+        study.main([str(tmp_path), "--baseline", "cross", "--costs", str(tmp_path / "missing.md")])
+
+
+def gpu_check_log(path, losses, final="5.0"):
+    """A train_gpt.py log of these training losses, and what its run printed."""
+    path.write_text("".join(f"step:{i + 1}/9 train_loss:{loss} next_token_loss:{loss}\n" for i, loss in enumerate(losses))
+                    + f"peak memory allocated: 2048 MiB reserved: 4096 MiB\nfinal val_loss:{final} train_time:9ms "
+                    "median step:1.00ms (1.00ms per micro-step, steps 2-3)\n")
+    return f"step:9/9 val_loss:{final}\nlog: {path}\n"
+
+
+def test_gpu_check_judges_each_run_by_its_log(tmp_path):
+    import gpu_check
+    assert gpu_check.judge_run(True, gpu_check_log(tmp_path / "a.txt", [10.8, 9.0, 7.5])) == (
+        True, "loss 10.800 -> 7.500, val 5.000, peak 2.0 GiB")
+    assert "not finite" in gpu_check.judge_run(True, gpu_check_log(tmp_path / "b.txt", [10.8, float("nan"), 7.5]))[1]
+    assert "not finite" in gpu_check.judge_run(True, gpu_check_log(tmp_path / "c.txt", [10.8, 7.5], "nan"))[1]
+    assert "did not fall (10.8000 at step 1, 11.0000" in gpu_check.judge_run(
+        True, gpu_check_log(tmp_path / "d.txt", [10.8, 9.0, 11.0]))[1]
+    crashed = "x\ntorch._inductor.exc.InductorError: LoweringException: AssertionError: wrong ndim () [1]\n\nSet " \
+              "TORCHDYNAMO_VERBOSE=1 for the internal stack trace\n"
+    assert gpu_check.judge_run(False, crashed) == (
+        False, "failed: torch._inductor.exc.InductorError: LoweringException: AssertionError: wrong ndim () [1]")
+    assert set(gpu_check.FAMILIES) <= set(bench_mot.VARIANTS)
+
+
+def test_gpu_check_needs_its_data_and_a_gpu(tmp_path, monkeypatch):
+    import gpu_check
+    with pytest.raises(SystemExit, match="no fineweb_train_.*bin shards in"):
+        gpu_check.main(["--data", str(tmp_path / "nowhere")])
+    monkeypatch.setattr(gpu_check, "gpu_name", lambda: None)
+    with pytest.raises(SystemExit, match="no GPU answers nvidia-smi: the GPU check runs on a machine with one"):
+        gpu_check.main(["--data", str(shard_folder(tmp_path))])
+
+
+def test_gpu_check_runs_every_check_and_appends_its_verdict(tmp_path, monkeypatch, capsys):
+    """Faked runs: the CUDA tests pass, one family runs out of memory beside another, the rehearsal agrees."""
+    import gpu_check
+    logs = shard_folder(tmp_path / "logs")
+
+    def fake_run(command, timeout):
+        if "pytest" in command:
+            return True, "....\n4 passed, 264 deselected in 30.1s\n"
+        name = next(a for a in command if a.startswith("--log_dir=")).split("/")[-1]
+        if name == "ssm_pool4":
+            return False, "Traceback\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 24.56 GiB.\n"
+        losses = {"two_ranks": [10.825900, 9.9], "one_process": [10.825837, 9.9]}.get(name, [10.8, 9.5, 8.1])
+        return True, gpu_check_log(logs / f"{name}.txt", losses)
+
+    monkeypatch.setattr(gpu_check, "run", fake_run)
+    monkeypatch.setattr(gpu_check, "gpu_name", lambda: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(gpu_check, "commit", lambda: "abc1234")
+    table = tmp_path / "checks.md"
+    assert gpu_check.main(["--data", str(logs), "--table", str(table), "--logs", str(tmp_path / "runs")]) == 1
+    printed = capsys.readouterr().out.splitlines()
+    checks = 1 + len(gpu_check.FAMILIES) + 2
+    assert printed[0] == "pass  CUDA tests: 4 passed, 264 deselected in 30.1s" and len(printed) == checks + 1
+    assert "FAIL  ssm_pool4 (--use_mot=1 --byte_self_attn=1 --byte_mixer=ssm --byte_pool=4): failed: torch.OutOfMemory" \
+           "Error: CUDA out of memory. Tried to allocate 24.56 GiB." in printed
+    assert "FAIL  2 runs side by side: out of memory: ssm_pool4" in printed
+    assert printed[-2] == ("pass  2 ranks rehearsed against one process: step 1 loss 10.825837 (one process), "
+                           "10.825900 (2 ranks): agree")
+    assert printed[-1].startswith(f"GPU check of abc1234: FAIL ({checks - 2} of {checks}) on NVIDIA H100 80GB HBM3 in")
+    rows = table.read_text().splitlines()
+    assert rows[-2] == "| --- | --- | --- | --- | --- |"
+    assert rows[-1].startswith(f"| {time.strftime('%Y-%m-%d')} | `abc1234` | NVIDIA H100 80GB HBM3 | FAIL ({checks - 2} "
+                               f"of {checks}) |")
+
+
+def test_answer_table_is_rebuilt_from_the_committed_logs(tmp_path, capsys):
+    import answer
+    costs = tmp_path / "costs.md"
+    costs.write_text("| variant | ms / micro-step | x baseline |\n| --- | --- | --- |\n| baseline | 76.00 | 1.000 |\n"
+                     "| bigram | 77.52 | 1.020 |\n| prefix | 76.08 | 1.001 |\n")
+    answer.main(["--costs", str(costs)])
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 2 + len(answer.ROWS)
+    # README's rows of the 2026-12-01 and 2026-12-06 studies, as their records give them
+    assert "| hashed token bigram (no bytes) | 4 | -0.0288 [-0.0434, -0.0142] | 1.043 [1.021, 1.065] | 1.020 | " \
+           "+2.3 % [+0.1, +4.4] |" in rows
+    assert "| prefix-token prediction (bytes at the output) | 6 | -0.0171 [-0.0317, -0.0026] | 1.026 [1.004, 1.049] | " \
+           "1.001 | +2.5 % [+0.3, +4.8] |" in rows
+    assert "| cross-attention to the token's bytes (vocabulary table) | 4 | -0.0050 [-0.0118, +0.0019] | 1.007 " \
+           "[0.998, 1.017] | not timed |  |" in rows
+    costs.write_text("| variant | ms / micro-step | x baseline |\n| --- | --- | --- |\n| bigram | 77.52 | 1.020 |\n")
+    with pytest.raises(SystemExit, match="has no baseline row at 1.000"):
+        answer.main(["--costs", str(costs)])

@@ -56,6 +56,10 @@ class FP8Head(torch.nn.Module):
         next_token = targets[:, None]
         return T.fp8_head_loss(features, self.weight, next_token, torch.ones(next_token.shape), CAP, *SCALES)[0]
 
+    def losses(self, *args, **kwargs):  # the training step's call: the loss and its next-token term, the same here
+        loss = self(*args, **kwargs)
+        return loss, loss.detach()
+
 
 def test_fused_fp8_head_loss_is_the_records_head_and_loss(eager):
     """On CPU, where torch._scaled_mm accumulates as exactly as float32 products (on CUDA the record's FP8
@@ -94,7 +98,7 @@ def test_fp8_head_gradient_is_the_records_with_accumulation(eager):
         expected += head.weight.grad
     expected /= global_batch_seqs
     head.weight.grad = None
-    stats = T.accumulate_gradients(head, iter(batches), torch.tensor(1), micro_steps=2)[None]
+    stats = T.accumulate_gradients(head, iter(batches), torch.tensor(1), micro_steps=2)[:1]
     T.reduce_gradients(head, T.RowShardedAdam([dict(params=list(head.parameters()))]), stats, global_batch_seqs,
                        cpu_runtime())
     assert torch.equal(head.weight.grad, expected)
@@ -150,7 +154,8 @@ def test_step_results_are_read_without_a_sync_and_checked():
     assert copy.values() == [2.5, 1.0]
     cfg, logged = T.Hyperparameters(num_iterations=40), []
     log = lambda text, console=True: logged.append((text, console))  # noqa: E731
-    assert T.check_step_stats([2.5, 0.0], 3, cfg, log) is False and T.check_step_stats([2.5, 1.0], 4, cfg, log)
-    assert logged == [("step:3/40 train_loss:2.500000", False), ("step:4/40 train_loss:2.500000", False)]
+    assert T.check_step_stats([2.5, 2.0, 0.0], 3, cfg, log) is False and T.check_step_stats([2.5, 2.5, 1.0], 4, cfg, log)
+    assert logged == [("step:3/40 train_loss:2.500000 next_token_loss:2.000000", False),
+                      ("step:4/40 train_loss:2.500000 next_token_loss:2.500000", False)]
     with pytest.raises(T.RunError, match="training loss is nan at step 17"):
-        T.check_step_stats([float("nan"), 0.0], 17, cfg, log)
+        T.check_step_stats([float("nan"), 1.0, 0.0], 17, cfg, log)

@@ -57,7 +57,7 @@ def step_gradients(model, batches, byte_table, runtime, use_table: bool, recompu
         table = vocab_table.forward()
         if not T.uses_bytes(model.cfg):  # the loader then reads no byte rows
             batches = [batch[:2] for batch in batches]
-    loss = T.accumulate_gradients(model, iter(batches), torch.tensor(2), len(batches), table)
+    loss = T.accumulate_gradients(model, iter(batches), torch.tensor(2), len(batches), table)[0]
     gathered = table.detach().clone() if use_table else None
     if use_table:
         vocab_table.backward()
@@ -109,7 +109,7 @@ def test_within_token_attention_equals_the_window_of_one_token_mask(small_vocabu
     """Attention over each token's own slots (the tokens as a batch) against the byte stream's dense mask
     with a window of one token, built from the same mask function as FlexAttention's."""
     cfg, model, byte_table, batches = setup(WITHIN_TOKEN)
-    attn = model.byte_front_end.byte_layers[0].attn
+    attn = model.byte_front_end.byte_layers[0].mixer
     tokens = batches[0][0][:24]
     docs = T.document_ids(tokens)
     x = torch.randn(24, 16, cfg.byte_dim, generator=torch.Generator().manual_seed(3))

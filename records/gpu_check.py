@@ -1,0 +1,192 @@
+"""The GPU check: what every change to train_gpt.py, data/ or the records scripts passes on one GPU before it
+lands, since CI runs on CPU without compile, FlexAttention or the FP8 head.
+
+    python records/gpu_check.py --data DIR [--name fineweb] [--steps 20] [--lanes 2]
+
+DIR holds shards from data/fineweb.py (NAME_train_*.bin, NAME_val_*.bin and their byte shards). In order:
+1. the CUDA tests (pytest -m cuda: the head's kernels, FlexAttention's masks, the compiled scan and targets);
+2. every feature family compiled at the short track's shapes (one 48K-token micro-step per step, --steps
+   steps with the schedules scaled to them, 262,144 validation tokens at the end), --lanes runs at a time
+   on the one GPU, as records/short_track.py --parallel runs them: each must end without error, its training
+   losses finite and the last below the first;
+3. a 2-rank launch rehearsed on the GPU (torchrun --nproc_per_node=2 train_gpt.py --rehearse=1) against one
+   process of the same global batch: their first steps' training losses agree within 1e-4.
+It prints one line per check, then a verdict naming the commit, and appends date, commit, machine, verdict
+and wall time to records/gpu_checks.md (--table). Exit status 0 only when every check passed.
+"""
+import argparse
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench_mot import ROOT, VARIANTS, failure_line, train_command
+
+FAMILIES = ["baseline", "cross", "self_w1", "self_w16", "self_w16_pool4", "ssm_pool4", "bigram", "ngram", "mtp_prefix",
+            "mtp_prefix_d21_frequent", "byte_targets", "everything"]
+SHORT_TRACK = ["--global_batch_seqs=1", "--val_loss_every=0", "--val_tokens=262144", "--warmup_steps=1"]
+TRAIN_LOSS = re.compile(r"^step:(\d+)/\d+ train_loss:(\S+)", re.M)
+FINAL = re.compile(r"^final val_loss:(\S+) ", re.M)
+PEAK = re.compile(r"^peak memory allocated: (\d+) MiB", re.M)
+LOG_LINE = re.compile(r"^log: (\S+)$", re.M)
+REHEARSAL_TOLERANCE = 1e-4
+TABLE_HEADER = "| date | commit | machine | verdict | wall time |\n| --- | --- | --- | --- | --- |\n"
+
+
+def run(command: list[str], timeout: float) -> tuple[bool, str]:
+    """Runs a command in the repository root; whether it exited 0, and what it printed."""
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"timed out after {timeout:.0f} s"
+    return result.returncode == 0, result.stdout + result.stderr
+
+
+def train_losses(log_text: str) -> list[float]:
+    """The training losses of a train_gpt.py log, in step order."""
+    return [float(loss) for _, loss in TRAIN_LOSS.findall(log_text)]
+
+
+def judge_run(ok: bool, printed: str) -> tuple[bool, str]:
+    """Whether one training run passed (no error, finite losses, the last below the first), and its line."""
+    if not ok:
+        return False, f"failed: {failure_line(printed)}"
+    logs = LOG_LINE.findall(printed)
+    if not logs:
+        return False, "printed no log path"
+    text = Path(logs[-1]).read_text()
+    losses, final = train_losses(text), FINAL.search(text)
+    if len(losses) < 2 or final is None:
+        return False, f"its log {logs[-1]} holds {len(losses)} training losses and {'a' if final else 'no'} final line"
+    if not all(math.isfinite(loss) for loss in losses + [float(final[1])]):
+        return False, f"a loss is not finite (training {losses}, validation {final[1]})"
+    if not losses[-1] < losses[0]:
+        return False, f"the training loss did not fall ({losses[0]:.4f} at step 1, {losses[-1]:.4f} at the end)"
+    peak = PEAK.search(text)
+    memory = f", peak {int(peak[1]) / 1024:.1f} GiB" if peak else ""
+    return True, f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, val {float(final[1]):.3f}{memory}"
+
+
+def check_cuda_tests(args) -> tuple[bool, str]:
+    ok, printed = run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests"],
+                      args.timeout)
+    summary = next((line for line in reversed(printed.splitlines()) if re.search(r"\d+ (passed|failed)", line)), "")
+    if ok and "skipped" in summary:
+        return False, f"{summary.strip('= ')}: a CUDA test skipped on the GPU"
+    return ok, summary.strip("= ") or failure_line(printed)
+
+
+def check_family(name: str, args) -> tuple[bool, str]:
+    momentum_warmup = max(1, round(70 * args.steps / 400))  # the short track's 70 of 400 steps
+    command = train_command(args.data, args.name, *SHORT_TRACK, f"--num_iterations={args.steps}",
+                            f"--muon_momentum_warmup_steps={momentum_warmup}", f"--log_dir={args.logs / name}",
+                            *VARIANTS[name])
+    return judge_run(*run(command, args.timeout))
+
+
+def side_by_side(family_results: list[tuple[str, bool, str]], lanes: int) -> tuple[str, bool, str]:
+    """The families ran lanes at a time on the one GPU: none may have run out of memory."""
+    short_of_memory = [name.split()[0] for name, _, line in family_results if "out of memory" in line.lower()]
+    if short_of_memory:
+        return f"{lanes} runs side by side", False, f"out of memory: {', '.join(short_of_memory)}"
+    return f"{lanes} runs side by side", True, "every family fit beside another on the one GPU, validation included"
+
+
+def first_step_loss(ok: bool, printed: str) -> tuple[float | None, str]:
+    """The first step's training loss of a run, or None and why not."""
+    if not ok:
+        return None, failure_line(printed)
+    logs = LOG_LINE.findall(printed)
+    losses = train_losses(Path(logs[-1]).read_text()) if logs else []
+    return (losses[0], "") if losses else (None, "no training loss in its log")
+
+
+def check_rehearsal(args) -> tuple[bool, str]:
+    """2 ranks sharing the GPU against one process, both 2 sequences per step: step 1's losses agree."""
+    flags = ["--global_batch_seqs=2", "--num_iterations=2", "--val_loss_every=0", "--val_seq_len=131072",
+             "--val_tokens=262144", "--warmup_steps=1"]
+    one = train_command(args.data, args.name, *flags, f"--log_dir={args.logs / 'one_process'}")
+    ranks = train_command(args.data, args.name, *flags, "--rehearse=1", f"--log_dir={args.logs / 'two_ranks'}")
+    ranks[1:1] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    (single, why_single), (rehearsed, why_ranks) = (first_step_loss(*run(c, args.timeout)) for c in (one, ranks))
+    if single is None or rehearsed is None:
+        return False, f"one process: {why_single or single}; 2 ranks: {why_ranks or rehearsed}"
+    gap = abs(single - rehearsed)
+    verdict = "agree" if gap <= REHEARSAL_TOLERANCE else f"differ by more than {REHEARSAL_TOLERANCE}"
+    return gap <= REHEARSAL_TOLERANCE, f"step 1 loss {single:.6f} (one process), {rehearsed:.6f} (2 ranks): {verdict}"
+
+
+def gpu_name() -> str | None:
+    try:
+        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True, timeout=30).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return names[0].strip() or None
+
+
+def commit() -> str:
+    sys.path.insert(0, str(ROOT))
+    from train_gpt import git_commit
+    return git_commit()
+
+
+def append_row(table: Path, row: str) -> None:
+    if not table.exists():
+        table.write_text("# GPU checks\n\nOne line per run of `records/gpu_check.py` (README, Contributing).\n\n"
+                         + TABLE_HEADER)
+    with open(table, "a") as f:
+        f.write(row + "\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Check a commit on one GPU: CUDA tests, every feature compiled, "
+                                     "two runs side by side, a rehearsed 2-rank launch.")
+    parser.add_argument("--data", required=True, type=Path, help="directory of NAME_* token and byte shards")
+    parser.add_argument("--name", default="fineweb", help="their name prefix: data/fineweb.py's --name, whose default is fineweb too")
+    parser.add_argument("--steps", type=int, default=20, help="training steps of each feature family")
+    parser.add_argument("--lanes", type=int, default=2, help="families trained at a time on the GPU")
+    parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, from {', '.join(FAMILIES)}")
+    parser.add_argument("--timeout", type=float, default=400, help="seconds for each command")
+    parser.add_argument("--logs", type=Path, default=Path("logs/gpu_check"), help="where the runs' logs go")
+    parser.add_argument("--table", type=Path, default=ROOT / "records" / "gpu_checks.md", help="the table of checks")
+    args = parser.parse_args(argv)
+    families = args.families.split(",")
+    if unknown := [f for f in families if f not in FAMILIES]:
+        raise SystemExit(f"error: unknown families {unknown}; choose from {', '.join(FAMILIES)}")
+    if args.steps < 2 or args.lanes < 1:
+        raise SystemExit(f"error: --steps {args.steps} --lanes {args.lanes}: at least 2 steps (a loss must fall) "
+                         "and 1 lane")
+    args.data, args.logs = args.data.resolve(), args.logs.resolve()
+    if not any(args.data.glob(f"{args.name}_train_*.bin")):
+        raise SystemExit(f"error: no {args.name}_train_*.bin shards in {args.data}; tokenize text with "
+                         "python data/fineweb.py, or give --name")
+    machine = gpu_name()
+    if machine is None:
+        raise SystemExit("error: no GPU answers nvidia-smi: the GPU check runs on a machine with one")
+    start, code = time.monotonic(), commit()
+    results = [("CUDA tests", *check_cuda_tests(args))]
+    print(f"{'pass' if results[-1][1] else 'FAIL'}  {results[-1][0]}: {results[-1][2]}", flush=True)
+    with ThreadPoolExecutor(args.lanes) as pool:
+        for name, (ok, line) in zip(families, pool.map(lambda f: check_family(f, args), families)):
+            results.append((f"{name} ({' '.join(VARIANTS[name]) or 'no flags'})", ok, line))
+            print(f"{'pass' if ok else 'FAIL'}  {results[-1][0]}: {line}", flush=True)
+    if args.lanes > 1:
+        results.append(side_by_side(results[-len(families):], args.lanes))
+        print(f"{'pass' if results[-1][1] else 'FAIL'}  {results[-1][0]}: {results[-1][2]}", flush=True)
+    results.append(("2 ranks rehearsed against one process", *check_rehearsal(args)))
+    print(f"{'pass' if results[-1][1] else 'FAIL'}  {results[-1][0]}: {results[-1][2]}", flush=True)
+    passed = sum(ok for _, ok, _ in results)
+    seconds = time.monotonic() - start
+    verdict = f"pass ({passed} of {len(results)})" if passed == len(results) else f"FAIL ({passed} of {len(results)})"
+    print(f"GPU check of {code}: {verdict} on {machine} in {seconds:.0f} s ({args.lanes} families at a time)")
+    append_row(args.table, f"| {time.strftime('%Y-%m-%d')} | `{code}` | {machine} | {verdict} | {seconds:.0f} s |")
+    return 0 if passed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
