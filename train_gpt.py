@@ -77,7 +77,7 @@ class Hyperparameters:
     byte_self_attn: bool = False  # causal sliding-window self-attention over the byte stream
     byte_window_tokens: int = 16  # its window in tokens (times the slots per token in bytes); 1: each token's own
     byte_layers: int = 1  # layers of byte self-attention
-    byte_mixer: str = "attention"  # each byte layer's mixer: "attention" (the window) or "ssm" (a scan over every earlier byte)
+    byte_mixer: str = "attention"  # the byte layers' mixer: "attention" (the window), "ssm" (scans every earlier byte)
     byte_ssm_state: int = 32  # state size per head of the ssm mixer
     byte_mlp: bool = False  # an MLP (4x wide, ReLU squared) after each byte self-attention layer
     byte_doc_mask: bool = True  # bytes never attend across an end-of-text boundary
@@ -93,8 +93,8 @@ class Hyperparameters:
     mtp_weights: str = ""  # weights of the tokens 2, 3, ... ahead at step 0, comma-separated; empty: off (record: "0.5,0.25")
     prefix_weight: float = 0.0  # weight of the next token's prefix token at step 0; 0: off (record: 0.25)
     prefix_depth: int = 1  # prefix tokens along the chain, each weighted half the one before; 21 reaches every first byte
-    prefix_choice: str = "longest"  # each token's prefix token: the "longest" proper prefix, or the most "frequent" in training
-    byte_target_weight: float = 0.0  # weight of the next token's first bytes as targets at step 0 (prefix's schedule); 0: off
+    prefix_choice: str = "longest"  # the prefix token: the "longest" proper prefix, or the most "frequent" in training
+    byte_target_weight: float = 0.0  # weight of the next token's first bytes as targets at step 0; 0: off
     byte_target_count: int = 4  # bytes predicted, each by a head of 258 classes (byte values, token ended, end-of-text)
     # optimization
     num_iterations: int = 1770  # optimizer steps; the schedules span this many
@@ -1886,10 +1886,10 @@ def check_table_memory(cfg: Hyperparameters, runtime: Runtime) -> None:
     entries = (cfg.bigram_hash_rows + cfg.byte_ngram_rows) * cfg.model_dim
     need, have = 4 * entries * runtime.embed_dtype.itemsize, device_memory_bytes(runtime)
     if need > have:
-        raise RunError(f"bigram_hash_rows={cfg.bigram_hash_rows}, byte_ngram_rows={cfg.byte_ngram_rows}: the hashed "
-                       f"tables need about {need / 2 ** 30:,.0f} GiB with their gradients and Adam's moments, more than "
-                       f"the {have / 2 ** 30:,.0f} GiB of {runtime.device.type}; use fewer rows (the 2026 record's "
-                       "bigram: 251520)")
+        raise RunError(f"bigram_hash_rows={cfg.bigram_hash_rows}, byte_ngram_rows={cfg.byte_ngram_rows}: the "
+                       f"hashed tables need about {need / 2 ** 30:,.0f} GiB with their gradients and Adam's moments, "
+                       f"more than the {have / 2 ** 30:,.0f} GiB of {runtime.device.type}; use fewer rows (the 2026 "
+                       "record's bigram: 251520)")
 
 
 def attention_backend(runtime: Runtime, block_size: int):

@@ -168,7 +168,8 @@ def run_variant(name: str, args, log_dir: Path, root: Path = ROOT, data: Path | 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Time MoT variants against the baseline on one GPU.")
     parser.add_argument("--data", required=True, help="directory of NAME_* token and byte shards")
-    parser.add_argument("--name", default="fineweb", help="their name prefix: data/fineweb.py's --name, whose default is fineweb too")
+    parser.add_argument("--name", default="fineweb",
+                        help="their name prefix: data/fineweb.py's --name, whose default is fineweb too")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--micro_steps", type=int, default=8, help="48K-token micro-steps per optimizer step")
     parser.add_argument("--steps", type=int, default=40, help="steps per variant (median after the first 20)")
@@ -217,7 +218,8 @@ def main(argv=None):
         print(against_table(results, names, "@" + args.against.name))
     failed = [label for label, r in results.items() if "error" in r]
     if failed:
-        raise SystemExit(f"error: {len(failed)} of {len(results)} runs failed ({', '.join(failed)}); their rows say why")
+        raise SystemExit(f"error: {len(failed)} of {len(results)} runs failed ({', '.join(failed)}); their rows "
+                         "say why")
 
 
 def check_shards(data: Path, name: str, flag: str) -> None:

@@ -147,7 +147,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Check a commit on one GPU: CUDA tests, every feature compiled, "
                                      "two runs side by side, a rehearsed 2-rank launch.")
     parser.add_argument("--data", required=True, type=Path, help="directory of NAME_* token and byte shards")
-    parser.add_argument("--name", default="fineweb", help="their name prefix: data/fineweb.py's --name, whose default is fineweb too")
+    parser.add_argument("--name", default="fineweb",
+                        help="their name prefix: data/fineweb.py's --name, whose default is fineweb too")
     parser.add_argument("--steps", type=int, default=20, help="training steps of each feature family")
     parser.add_argument("--lanes", type=int, default=2, help="families trained at a time on the GPU")
     parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, from {', '.join(FAMILIES)}")

@@ -158,7 +158,8 @@ def run_all(runs: list[tuple[str, list[int], int]], args) -> tuple[list[Path], l
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Run the one-GPU short track for several variants and seeds.")
     parser.add_argument("--data", required=True, help="directory of token and byte shards")
-    parser.add_argument("--name", default="fineweb", help="their name prefix: data/fineweb.py's --name, whose default is fineweb too")
+    parser.add_argument("--name", default="fineweb",
+                        help="their name prefix: data/fineweb.py's --name, whose default is fineweb too")
     parser.add_argument("--out", type=Path, required=True, help="records folder for the logs and the plot")
     parser.add_argument("--variants", default="baseline,cross,self_w16",
                         help=f"comma-separated, from {', '.join(VARIANTS)}")
