@@ -1179,10 +1179,10 @@ def segment_sums(log_factor: Tensor) -> Tensor:
     return sums.masked_fill(~below.logical_or(torch.eye(n, dtype=torch.bool, device=log_factor.device)), -math.inf)
 
 
-def pad_to_chunks(t: Tensor, chunk: int, value=0) -> Tensor:
-    """t with its first dimension padded by value to a whole number of chunks."""
+def pad_to_chunks(t: Tensor, chunk: int) -> Tensor:
+    """t with its first dimension padded by zeros to a whole number of chunks."""
     extra = -len(t) % chunk
-    return torch.cat([t, t.new_full((extra, *t.shape[1:]), value)]) if extra else t
+    return torch.cat([t, t.new_zeros((extra, *t.shape[1:]))]) if extra else t
 
 
 def carried_states(log_factor: Tensor, update: Tensor, chunk: int = SSM_CHUNK) -> Tensor:
