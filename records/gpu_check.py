@@ -4,7 +4,7 @@ lands, since CI runs on CPU without compile, FlexAttention or the FP8 head.
     python records/gpu_check.py --data DIR [--name fineweb] [--steps 20] [--lanes 2]
 
 DIR holds shards from data/fineweb.py (NAME_train_*.bin, NAME_val_*.bin and their byte shards). In order:
-1. the CUDA tests (pytest -m cuda: the head's kernels, FlexAttention's masks, the compiled scan and targets);
+1. the CUDA tests (pytest -m cuda: the head's kernels, FlexAttention's masks, the compiled scan), beside
 2. every feature family compiled at the short track's shapes (one 48K-token micro-step per step, --steps
    steps with the schedules scaled to them, 262,144 validation tokens at the end), --lanes runs at a time
    on the one GPU, as records/short_track.py --parallel runs them: each must end without error, its training
@@ -16,7 +16,6 @@ and wall time to records/gpu_checks.md (--table). Exit status 0 only when every 
 """
 import argparse
 import math
-import os
 import re
 import subprocess
 import sys
@@ -170,12 +169,14 @@ def main(argv=None) -> int:
     if machine is None:
         raise SystemExit("error: no GPU answers nvidia-smi: the GPU check runs on a machine with one")
     start, code = time.monotonic(), commit()
-    results = [("CUDA tests", *check_cuda_tests(args))]
+    with ThreadPoolExecutor(1) as beside, ThreadPoolExecutor(args.lanes) as lanes:
+        tests = beside.submit(check_cuda_tests, args)  # they compile on the CPU while the lanes train
+        trained = list(lanes.map(lambda family: check_family(family, args), families))
+        results = [("CUDA tests", *tests.result())]
     print(f"{'pass' if results[-1][1] else 'FAIL'}  {results[-1][0]}: {results[-1][2]}", flush=True)
-    with ThreadPoolExecutor(args.lanes) as pool:
-        for name, (ok, line) in zip(families, pool.map(lambda f: check_family(f, args), families)):
-            results.append((f"{name} ({' '.join(VARIANTS[name]) or 'no flags'})", ok, line))
-            print(f"{'pass' if ok else 'FAIL'}  {results[-1][0]}: {line}", flush=True)
+    for name, (ok, line) in zip(families, trained):
+        results.append((f"{name} ({' '.join(VARIANTS[name]) or 'no flags'})", ok, line))
+        print(f"{'pass' if ok else 'FAIL'}  {results[-1][0]}: {line}", flush=True)
     if args.lanes > 1:
         results.append(side_by_side(results[-len(families):], args.lanes))
         print(f"{'pass' if results[-1][1] else 'FAIL'}  {results[-1][0]}: {results[-1][2]}", flush=True)

@@ -2,8 +2,10 @@
 # call 1 (one GPU, a fresh machine): the GPU check of this commit, then the costs as one rank of 8 of the new
 # variants and the answer's rows, as far as the time allows (each variant's line is printed as it ends)
 source "$(dirname "$0")/common.sh"
+lanes=2  # families trained at a time: 3 where the GPU holds three short-track runs of 31 GB
+[ "$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)" -gt 120000 ] && lanes=3
 timeout $(( $(left) - 20 )) python3 records/gpu_check.py --data /tmp/wiki --name wiki --logs /tmp/res/gpu_check \
-  > /tmp/res/gpu_check.txt 2>&1
+  --lanes $lanes > /tmp/res/gpu_check.txt 2>&1
 echo "GPU check done at $(( $(date +%s) - start )) s"
 cp /tmp/res/gpu_check.txt records/gpu_checks.md $OUT/
 cat /tmp/res/gpu_check.txt
