@@ -422,7 +422,7 @@ class TokenStream:
 
 def to_device(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> Tensor:
     """The array as a device tensor of its own shape (a 0-d array stays 0-d), from pinned memory on CUDA."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array).reshape(np.shape(array))).to(dtype)
+    tensor = torch.from_numpy(np.asarray(array, order="C")).to(dtype)
     if device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor
@@ -1185,15 +1185,14 @@ def pad_to_chunks(t: Tensor, chunk: int) -> Tensor:
     return torch.cat([t, t.new_zeros((extra, *t.shape[1:]))]) if extra else t
 
 
-def carried_states(log_factor: Tensor, update: Tensor, chunk: int = SSM_CHUNK) -> Tensor:
-    """The state entering each step c of S_c = exp(log_factor_c) S_{c-1} + update_c, S_{-1} = 0, that is
-    S_{c-1} (zero for the first), for (n, heads) log_factor and (n, heads, D) update: as one (n x n) product
-    where n is at most chunk, else chunk by chunk, with the chunks' own recurrence solved the same way."""
+def states_after(log_factor: Tensor, update: Tensor, chunk: int) -> Tensor:
+    """S_c after each step c of S_c = exp(log_factor_c) S_{c-1} + update_c, S_{-1} = 0, for (n, heads)
+    log_factor and (n, heads, D) update: as one (n x n) product where n is at most chunk, else chunk by chunk,
+    with the states carried between chunks solved the same way."""
     n = len(log_factor)
     if n <= chunk:
         weights = segment_sums(log_factor.transpose(0, 1)).exp()  # (heads, n, n): [c, c'] = prod_(c' < m <= c)
-        after = torch.einsum("hcd,dhk->chk", weights.to(update.dtype), update)  # S_c
-        return torch.cat([torch.zeros_like(after[:1]), after[:-1]])
+        return torch.einsum("hcd,dhk->chk", weights.to(update.dtype), update)
     log_factor, update = pad_to_chunks(log_factor, chunk), pad_to_chunks(update, chunk)
     groups = len(log_factor) // chunk
     log_factor, update = log_factor.view(groups, chunk, -1), update.view(groups, chunk, *update.shape[1:])
@@ -1202,7 +1201,12 @@ def carried_states(log_factor: Tensor, update: Tensor, chunk: int = SSM_CHUNK) -
     entering = carried_states(log_factor.sum(dim=1), local_after[:, -1], chunk)  # (groups, heads, D)
     decay_in = log_factor.cumsum(dim=1).exp()  # (groups, chunk, heads): from the group's start through c
     after = local_after + decay_in[..., None].to(update.dtype) * entering[:, None]
-    after = after.reshape(-1, *after.shape[2:])[:n]
+    return after.reshape(-1, *after.shape[2:])[:n]
+
+
+def carried_states(log_factor: Tensor, update: Tensor, chunk: int = SSM_CHUNK) -> Tensor:
+    """The state entering each step c of states_after's recurrence, S_{c-1} (zero for the first)."""
+    after = states_after(log_factor, update, chunk)
     return torch.cat([torch.zeros_like(after[:1]), after[:-1]])
 
 
@@ -1507,10 +1511,11 @@ class ByteNgramEmbedding(nn.Module):
 # the next token's first bytes, each from a small head of its own
 
 
-def gpt2_spellings() -> list[bytes]:
+@functools.cache
+def gpt2_spellings() -> tuple[bytes, ...]:
     """The UTF-8 bytes of every GPT-2 token id but end-of-text (whose stand-in byte is no spelling)."""
     from data.gpt2_tokenizer import load_gpt2_encoding, token_bytes
-    return token_bytes(load_gpt2_encoding())[:EOT_TOKEN]
+    return tuple(token_bytes(load_gpt2_encoding())[:EOT_TOKEN])
 
 
 def prefix_table(counts: np.ndarray | None = None) -> np.ndarray:

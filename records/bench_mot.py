@@ -107,6 +107,7 @@ def milliseconds(text: str) -> float:
 
 
 EXCEPTION_LINE = re.compile(r"^(error: |[\w.]*(Error|Exception|Interrupt)\b)")
+LOG_LINE = re.compile(r"^log: (\S+)$", re.M)  # where a train_gpt.py run wrote its log
 
 
 def failure_line(output: str) -> str:

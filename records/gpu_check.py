@@ -3,16 +3,20 @@ lands, since CI runs on CPU without compile, FlexAttention or the FP8 head.
 
     python records/gpu_check.py --data DIR [--name fineweb] [--steps 20] [--lanes 2]
 
-DIR holds shards from data/fineweb.py (NAME_train_*.bin, NAME_val_*.bin and their byte shards). In order:
-1. the CUDA tests (pytest -m cuda: the head's kernels, FlexAttention's masks, the compiled scan), beside
-2. every feature family compiled at the short track's shapes (one 48K-token micro-step per step, --steps
-   steps with the schedules scaled to them, 262,144 validation tokens at the end), --lanes runs at a time
-   on the one GPU, as records/short_track.py --parallel runs them: each must end without error, its training
-   losses finite and the last below the first;
-3. a 2-rank launch rehearsed on the GPU (torchrun --nproc_per_node=2 train_gpt.py --rehearse=1) against one
-   process of the same global batch: their first steps' training losses agree within 1e-4.
-It prints one line per check, then a verdict naming the commit, and appends date, commit, machine, verdict
-and wall time to records/gpu_checks.md (--table). Exit status 0 only when every check passed.
+DIR holds shards from data/fineweb.py (NAME_train_*.bin, NAME_val_*.bin and their byte shards). The checks:
+- the CUDA tests (pytest -m cuda: the head's kernels, FlexAttention's masks, the compiled scan);
+- every feature family compiled at the short track's shapes (one 48K-token micro-step per step, --steps
+  steps with the schedules scaled to them, 262,144 validation tokens at the end): each must end without
+  error, its training losses finite and the last below the first. Multi-token + prefix at depth 1 and the
+  byte targets train in `everything`;
+- --lanes runs at a time on the one GPU, as records/short_track.py --parallel runs them: none may run out
+  of memory;
+- a 2-rank launch rehearsed on the GPU (torchrun --nproc_per_node=2 train_gpt.py --rehearse=1) against one
+  process of the same global batch: their first steps' training losses agree within 1e-4.
+The first family compiles the trunk, which every family shares through inductor's on-disk cache, alone
+beside the CUDA tests; the other families and the rehearsal then share the lanes, the slowest first. Each
+check prints its line as it ends, then a verdict names the commit, and date, commit, machine, verdict and
+wall time go into records/gpu_checks.md (--table). Exit status 0 only when every check passed.
 """
 import argparse
 import math
@@ -20,18 +24,20 @@ import re
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 
-from bench_mot import ROOT, VARIANTS, failure_line, train_command
+from bench_mot import LOG_LINE, ROOT, VARIANTS, failure_line, train_command
 
-FAMILIES = ["baseline", "cross", "self_w1", "self_w16", "self_w16_pool4", "ssm_pool4", "bigram", "ngram", "mtp_prefix",
-            "mtp_prefix_d21_frequent", "byte_targets", "everything"]
+# the first compiles the trunk alone; the others in the order they start, the slowest (by their compile) first
+FAMILIES = ["baseline", "everything", "mtp_prefix_d21_frequent", "ssm_pool4", "bigram", "self_w1", "self_w16", "cross",
+            "self_w16_pool4", "ngram"]
 SHORT_TRACK = ["--global_batch_seqs=1", "--val_loss_every=0", "--val_tokens=262144", "--warmup_steps=1"]
 TRAIN_LOSS = re.compile(r"^step:(\d+)/\d+ train_loss:(\S+)", re.M)
 FINAL = re.compile(r"^final val_loss:(\S+) ", re.M)
 PEAK = re.compile(r"^peak memory allocated: (\d+) MiB", re.M)
-LOG_LINE = re.compile(r"^log: (\S+)$", re.M)
+REHEARSAL = "2 ranks rehearsed against one process"
 REHEARSAL_TOLERANCE = 1e-4
 TABLE_HEADER = "| date | commit | machine | verdict | wall time |\n| --- | --- | --- | --- | --- |\n"
 
@@ -45,6 +51,16 @@ def run(command: list[str], timeout: float) -> tuple[bool, str]:
     return result.returncode == 0, result.stdout + result.stderr
 
 
+def run_log(ok: bool, printed: str) -> tuple[str | None, str]:
+    """The text of a finished run's log and its path, or None and why there is none."""
+    if not ok:
+        return None, f"failed: {failure_line(printed)}"
+    logs = LOG_LINE.findall(printed)
+    if not logs:
+        return None, "printed no log path"
+    return Path(logs[-1]).read_text(), logs[-1]
+
+
 def train_losses(log_text: str) -> list[float]:
     """The training losses of a train_gpt.py log, in step order."""
     return [float(loss) for _, loss in TRAIN_LOSS.findall(log_text)]
@@ -52,15 +68,12 @@ def train_losses(log_text: str) -> list[float]:
 
 def judge_run(ok: bool, printed: str) -> tuple[bool, str]:
     """Whether one training run passed (no error, finite losses, the last below the first), and its line."""
-    if not ok:
-        return False, f"failed: {failure_line(printed)}"
-    logs = LOG_LINE.findall(printed)
-    if not logs:
-        return False, "printed no log path"
-    text = Path(logs[-1]).read_text()
+    text, path = run_log(ok, printed)
+    if text is None:
+        return False, path
     losses, final = train_losses(text), FINAL.search(text)
     if len(losses) < 2 or final is None:
-        return False, f"its log {logs[-1]} holds {len(losses)} training losses and {'a' if final else 'no'} final line"
+        return False, f"its log {path} holds {len(losses)} training losses and {'a' if final else 'no'} final line"
     if not all(math.isfinite(loss) for loss in losses + [float(final[1])]):
         return False, f"a loss is not finite (training {losses}, validation {final[1]})"
     if not losses[-1] < losses[0]:
@@ -79,6 +92,10 @@ def check_cuda_tests(args) -> tuple[bool, str]:
     return ok, summary.strip("= ") or failure_line(printed)
 
 
+def family_label(name: str) -> str:
+    return f"{name} ({' '.join(VARIANTS[name]) or 'no flags'})"
+
+
 def check_family(name: str, args) -> tuple[bool, str]:
     momentum_warmup = max(1, round(70 * args.steps / 400))  # the short track's 70 of 400 steps
     command = train_command(args.data, args.name, *SHORT_TRACK, f"--num_iterations={args.steps}",
@@ -87,25 +104,24 @@ def check_family(name: str, args) -> tuple[bool, str]:
     return judge_run(*run(command, args.timeout))
 
 
-def side_by_side(family_results: list[tuple[str, bool, str]], lanes: int) -> tuple[str, bool, str]:
-    """The families ran lanes at a time on the one GPU: none may have run out of memory."""
-    short_of_memory = [name.split()[0] for name, _, line in family_results if "out of memory" in line.lower()]
+def side_by_side(run_results: list[tuple[str, bool, str]], lanes: int) -> tuple[str, bool, str]:
+    """The runs shared the one GPU, lanes at a time: none may have run out of memory."""
+    short_of_memory = [name.split(" (")[0] for name, _, line in run_results if "out of memory" in line.lower()]
     if short_of_memory:
         return f"{lanes} runs side by side", False, f"out of memory: {', '.join(short_of_memory)}"
-    return f"{lanes} runs side by side", True, "every family fit beside another on the one GPU, validation included"
+    return f"{lanes} runs side by side", True, "every run fit beside the others on the one GPU, validation included"
 
 
 def first_step_loss(ok: bool, printed: str) -> tuple[float | None, str]:
     """The first step's training loss of a run, or None and why not."""
-    if not ok:
-        return None, failure_line(printed)
-    logs = LOG_LINE.findall(printed)
-    losses = train_losses(Path(logs[-1]).read_text()) if logs else []
-    return (losses[0], "") if losses else (None, "no training loss in its log")
+    text, why = run_log(ok, printed)
+    losses = train_losses(text) if text is not None else []
+    return (losses[0], "") if losses else (None, why if text is None else "no training loss in its log")
 
 
 def check_rehearsal(args) -> tuple[bool, str]:
-    """2 ranks sharing the GPU against one process, both 2 sequences per step: step 1's losses agree."""
+    """2 ranks sharing the GPU against one process, both 2 sequences per step: step 1's losses agree. The one
+    process runs first: it compiles the 131,072-token validation graph that both ranks then load."""
     flags = ["--global_batch_seqs=2", "--num_iterations=2", "--val_loss_every=0", "--val_seq_len=131072",
              "--val_tokens=262144", "--warmup_steps=1"]
     one = train_command(args.data, args.name, *flags, f"--log_dir={args.logs / 'one_process'}")
@@ -117,6 +133,21 @@ def check_rehearsal(args) -> tuple[bool, str]:
     gap = abs(single - rehearsed)
     verdict = "agree" if gap <= REHEARSAL_TOLERANCE else f"differ by more than {REHEARSAL_TOLERANCE}"
     return gap <= REHEARSAL_TOLERANCE, f"step 1 loss {single:.6f} (one process), {rehearsed:.6f} (2 ranks): {verdict}"
+
+
+def report(name: str, ok: bool, line: str) -> None:
+    print(f"{'pass' if ok else 'FAIL'}  {name}: {line}", flush=True)
+
+
+def run_checks(checks: list[tuple[str, object]], workers: int) -> dict[str, tuple[bool, str]]:
+    """Runs the (name, check) pairs workers at a time, starting them in order; prints each line as it ends."""
+    results = {}
+    with ThreadPoolExecutor(workers) as pool:
+        started = {pool.submit(check): name for name, check in checks}
+        for done in as_completed(started):
+            results[started[done]] = done.result()
+            report(started[done], *results[started[done]])
+    return results
 
 
 def gpu_name() -> str | None:
@@ -149,15 +180,21 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="fineweb",
                         help="their name prefix: data/fineweb.py's --name, whose default is fineweb too")
     parser.add_argument("--steps", type=int, default=20, help="training steps of each feature family")
-    parser.add_argument("--lanes", type=int, default=2, help="families trained at a time on the GPU")
+    parser.add_argument("--lanes", type=int, default=2,
+                        help="runs at a time on the GPU after the first family: 2 fit an 80 GB H100, 3 a 141 GB H200")
     parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, from {', '.join(FAMILIES)}")
     parser.add_argument("--timeout", type=float, default=400, help="seconds for each command")
     parser.add_argument("--logs", type=Path, default=Path("logs/gpu_check"), help="where the runs' logs go")
+    parser.add_argument("--commit", default="", help="the commit named in the verdict and the table (default: the "
+                        "checkout's, marked * where its files differ): for a copy of a tree whose repository is not "
+                        "at that commit")
     parser.add_argument("--table", type=Path, default=ROOT / "records" / "gpu_checks.md", help="the table of checks")
     args = parser.parse_args(argv)
     families = args.families.split(",")
     if unknown := [f for f in families if f not in FAMILIES]:
         raise SystemExit(f"error: unknown families {unknown}; choose from {', '.join(FAMILIES)}")
+    if len(set(families)) < len(families):
+        raise SystemExit(f"error: --families {args.families} names a family twice; give each once")
     if args.steps < 2 or args.lanes < 1:
         raise SystemExit(f"error: --steps {args.steps} --lanes {args.lanes}: at least 2 steps (a loss must fall) "
                          "and 1 lane")
@@ -168,26 +205,22 @@ def main(argv=None) -> int:
     machine = gpu_name()
     if machine is None:
         raise SystemExit("error: no GPU answers nvidia-smi: the GPU check runs on a machine with one")
-    start, code = time.monotonic(), commit()
-    with ThreadPoolExecutor(1) as beside, ThreadPoolExecutor(args.lanes) as lanes:
-        tests = beside.submit(check_cuda_tests, args)  # they compile on the CPU while the lanes train
-        trained = list(lanes.map(lambda family: check_family(family, args), families))
-        results = [("CUDA tests", *tests.result())]
-    print(f"{'pass' if results[-1][1] else 'FAIL'}  {results[-1][0]}: {results[-1][2]}", flush=True)
-    for name, (ok, line) in zip(families, trained):
-        results.append((f"{name} ({' '.join(VARIANTS[name]) or 'no flags'})", ok, line))
-        print(f"{'pass' if ok else 'FAIL'}  {results[-1][0]}: {line}", flush=True)
+    start, code = time.monotonic(), args.commit or commit()
+    first = [("CUDA tests", partial(check_cuda_tests, args)), (family_label(families[0]),
+                                                               partial(check_family, families[0], args))]
+    rest = [(family_label(name), partial(check_family, name, args)) for name in families[1:]]
+    rest.insert(2, (REHEARSAL, partial(check_rehearsal, args)))  # it takes about as long as the slowest families
+    results = run_checks(first, 2) | run_checks(rest, args.lanes)
+    checks = [(name, *results[name]) for name in ["CUDA tests", *map(family_label, families), REHEARSAL]]
     if args.lanes > 1:
-        results.append(side_by_side(results[-len(families):], args.lanes))
-        print(f"{'pass' if results[-1][1] else 'FAIL'}  {results[-1][0]}: {results[-1][2]}", flush=True)
-    results.append(("2 ranks rehearsed against one process", *check_rehearsal(args)))
-    print(f"{'pass' if results[-1][1] else 'FAIL'}  {results[-1][0]}: {results[-1][2]}", flush=True)
-    passed = sum(ok for _, ok, _ in results)
+        checks.append(side_by_side(checks[1:], args.lanes))
+        report(*checks[-1])
+    passed = sum(ok for _, ok, _ in checks)
     seconds = time.monotonic() - start
-    verdict = f"pass ({passed} of {len(results)})" if passed == len(results) else f"FAIL ({passed} of {len(results)})"
-    print(f"GPU check of {code}: {verdict} on {machine} in {seconds:.0f} s ({args.lanes} families at a time)")
+    verdict = f"pass ({passed} of {len(checks)})" if passed == len(checks) else f"FAIL ({passed} of {len(checks)})"
+    print(f"GPU check of {code}: {verdict} on {machine} in {seconds:.0f} s ({args.lanes} at a time)")
     append_row(args.table, f"| {time.strftime('%Y-%m-%d')} | `{code}` | {machine} | {verdict} | {seconds:.0f} s |")
-    return 0 if passed == len(results) else 1
+    return 0 if passed == len(checks) else 1
 
 
 if __name__ == "__main__":

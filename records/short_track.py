@@ -29,13 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import plot
-from bench_mot import ROOT, VARIANTS as BENCH_VARIANTS, check_shards, failure_line, select_variants, train_command
+from bench_mot import (LOG_LINE, ROOT, VARIANTS as BENCH_VARIANTS, check_shards, failure_line, select_variants,
+                       train_command)
 
 SHORT_TRACK = ["--global_batch_seqs=1", "--val_loss_every=50", "--val_tokens=262144"]
 STEPS, MOMENTUM_WARMUP = 400, 70  # the short track's steps, and Muon's momentum warm-up over them
 COST_ROW = re.compile(r"^\| (\w+) \| [^|\n]* \| ([\d.]+) \|", re.M)  # variant | ms | x baseline
 VARIANTS = {**BENCH_VARIANTS, "cross_replace": ["--use_mot=1", "--mot_mix=replace"]}  # "cross": residual
-LOG_LINE = re.compile(r"^log: (\S+)$", re.M)
 
 
 def read_costs(path: Path) -> dict[str, float]:
