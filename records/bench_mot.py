@@ -106,15 +106,19 @@ def milliseconds(text: str) -> float:
     raise ValueError(text)
 
 
-EXCEPTION_LINE = re.compile(r"^(error: |[\w.]*(Error|Exception|Interrupt)\b)")
+EXCEPTION_LINE = re.compile(r"^(\[rank\d+\]: )?(error: |[\w.]*(Error|Exception|Interrupt)\b)")  # torchrun: [rankN]
 LOG_LINE = re.compile(r"^log: (\S+)$", re.M)  # where a train_gpt.py run wrote its log
+
+
+LAUNCHER_ERROR = "torch.distributed.elastic.multiprocessing.errors.ChildFailedError"  # a rank failed: it says why
 
 
 def failure_line(output: str) -> str:
     """Why a run failed: its last line that is an error or an exception, else its last line (compile errors end
-    in advice to set TORCHDYNAMO_VERBOSE, below the exception itself)."""
+    in advice to set TORCHDYNAMO_VERBOSE, below the exception itself; torchrun's own error follows the rank's)."""
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()] or ["no output"]
-    return next((line for line in reversed(lines) if EXCEPTION_LINE.match(line)), lines[-1])[:300]
+    errors = [line for line in lines if EXCEPTION_LINE.match(line) and not line.startswith(LAUNCHER_ERROR)]
+    return (errors[-1] if errors else lines[-1])[:300]
 
 
 def merged_flags(flags) -> list[str]:

@@ -13,10 +13,12 @@ DIR holds shards from data/fineweb.py (NAME_train_*.bin, NAME_val_*.bin and thei
   of memory;
 - a 2-rank launch rehearsed on the GPU (torchrun --nproc_per_node=2 train_gpt.py --rehearse=1) against one
   process of the same global batch: their first steps' training losses agree within 1e-4.
-The first family compiles the trunk, which every family shares through inductor's on-disk cache, alone
-beside the CUDA tests; the other families and the rehearsal then share the lanes, the slowest first. Each
-check prints its line as it ends, then a verdict names the commit, and date, commit, machine, verdict and
-wall time go into records/gpu_checks.md (--table). Exit status 0 only when every check passed.
+The first --lanes families compile the trunk, which every family shares through inductor's on-disk cache,
+beside the CUDA tests (that compile is mostly one CPU core's work per process, so they cost the time of one);
+the other families and the rehearsal then share the lanes, the slowest first. Each check prints its line as
+it ends, then a verdict names the commit, and date, commit, machine, verdict and wall time go into
+records/gpu_checks.md (--table). What each run printed is kept beside its log (--logs). Exit status 0 only
+when every check passed.
 """
 import argparse
 import math
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from bench_mot import LOG_LINE, ROOT, VARIANTS, failure_line, train_command
 
-# the first compiles the trunk alone; the others in the order they start, the slowest (by their compile) first
+# in the order they start, the slowest (by their compile) first after the baseline
 FAMILIES = ["baseline", "everything", "mtp_prefix_d21_frequent", "ssm_pool4", "bigram", "self_w1", "self_w16", "cross",
             "self_w16_pool4", "ngram"]
 SHORT_TRACK = ["--global_batch_seqs=1", "--val_loss_every=0", "--val_tokens=262144", "--warmup_steps=1"]
@@ -42,13 +44,17 @@ REHEARSAL_TOLERANCE = 1e-4
 TABLE_HEADER = "| date | commit | machine | verdict | wall time |\n| --- | --- | --- | --- | --- |\n"
 
 
-def run(command: list[str], timeout: float) -> tuple[bool, str]:
-    """Runs a command in the repository root; whether it exited 0, and what it printed."""
+def run(command: list[str], timeout: float, printed: Path | None = None) -> tuple[bool, str]:
+    """Runs a command in the repository root; whether it exited 0, and what it printed (kept in printed too)."""
     try:
         result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+        ok, output = result.returncode == 0, result.stdout + result.stderr
     except subprocess.TimeoutExpired:
-        return False, f"timed out after {timeout:.0f} s"
-    return result.returncode == 0, result.stdout + result.stderr
+        ok, output = False, f"timed out after {timeout:.0f} s"
+    if printed is not None:
+        printed.parent.mkdir(parents=True, exist_ok=True)
+        printed.write_text(output)
+    return ok, output
 
 
 def run_log(ok: bool, printed: str) -> tuple[str | None, str]:
@@ -101,7 +107,7 @@ def check_family(name: str, args) -> tuple[bool, str]:
     command = train_command(args.data, args.name, *SHORT_TRACK, f"--num_iterations={args.steps}",
                             f"--muon_momentum_warmup_steps={momentum_warmup}", f"--log_dir={args.logs / name}",
                             *VARIANTS[name])
-    return judge_run(*run(command, args.timeout))
+    return judge_run(*run(command, args.timeout, args.logs / f"{name}_printed.txt"))
 
 
 def side_by_side(run_results: list[tuple[str, bool, str]], lanes: int) -> tuple[str, bool, str]:
@@ -121,13 +127,16 @@ def first_step_loss(ok: bool, printed: str) -> tuple[float | None, str]:
 
 def check_rehearsal(args) -> tuple[bool, str]:
     """2 ranks sharing the GPU against one process, both 2 sequences per step: step 1's losses agree. The one
-    process runs first: it compiles the 131,072-token validation graph that both ranks then load."""
-    flags = ["--global_batch_seqs=2", "--num_iterations=2", "--val_loss_every=0", "--val_seq_len=131072",
+    process runs first: it compiles the 65,536-token validation graph that both ranks then load (a quarter of
+    the families' memory for validation, so that the ranks fit beside a family)."""
+    flags = ["--global_batch_seqs=2", "--num_iterations=2", "--val_loss_every=0", "--val_seq_len=65536",
              "--val_tokens=262144", "--warmup_steps=1"]
     one = train_command(args.data, args.name, *flags, f"--log_dir={args.logs / 'one_process'}")
     ranks = train_command(args.data, args.name, *flags, "--rehearse=1", f"--log_dir={args.logs / 'two_ranks'}")
     ranks[1:1] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    (single, why_single), (rehearsed, why_ranks) = (first_step_loss(*run(c, args.timeout)) for c in (one, ranks))
+    (single, why_single), (rehearsed, why_ranks) = (
+        first_step_loss(*run(command, args.timeout, args.logs / f"{name}_printed.txt"))
+        for name, command in (("one_process", one), ("two_ranks", ranks)))
     if single is None or rehearsed is None:
         return False, f"one process: {why_single or single}; 2 ranks: {why_ranks or rehearsed}"
     gap = abs(single - rehearsed)
@@ -206,11 +215,10 @@ def main(argv=None) -> int:
     if machine is None:
         raise SystemExit("error: no GPU answers nvidia-smi: the GPU check runs on a machine with one")
     start, code = time.monotonic(), args.commit or commit()
-    first = [("CUDA tests", partial(check_cuda_tests, args)), (family_label(families[0]),
-                                                               partial(check_family, families[0], args))]
-    rest = [(family_label(name), partial(check_family, name, args)) for name in families[1:]]
-    rest.insert(2, (REHEARSAL, partial(check_rehearsal, args)))  # it takes about as long as the slowest families
-    results = run_checks(first, 2) | run_checks(rest, args.lanes)
+    trained = [(family_label(name), partial(check_family, name, args)) for name in families]
+    first, rest = [("CUDA tests", partial(check_cuda_tests, args)), *trained[:args.lanes]], trained[args.lanes:]
+    rest.insert(1, (REHEARSAL, partial(check_rehearsal, args)))  # it takes about as long as the slowest families
+    results = run_checks(first, len(first)) | run_checks(rest, args.lanes)
     checks = [(name, *results[name]) for name in ["CUDA tests", *map(family_label, families), REHEARSAL]]
     if args.lanes > 1:
         checks.append(side_by_side(checks[1:], args.lanes))

@@ -1,16 +1,15 @@
 #!/bin/bash
-# call 2, the same machine still warm: beside each other, the scan's worth at 400 steps (alone and added to
-# bigram + prefix, seeds 0-3) and Q1's arms at equal time (the bigram alone and bigram + prefix, their steps
-# from call 1's costs) for as many seeds as the time allows.
+# call 2, a fresh machine: the GPU check again at the commit $COMMIT names (call 1's check ran past the
+# command's limit, and its rehearsal's ranks failed without saying why), then the costs as one rank of 8 in
+# the time left, the byte mixers first.
+#   COMMIT=<sha> bash records/2026-12-07_answer/call2.sh
 source records/2026-12-07_answer/common.sh
-costs=/tmp/res/costs.md
-[ -e $costs ] || costs=records/2026-12-07_answer/bench1_ranks8.txt  # the machine went cold after call 1
-deadline=$(( $(left) - 30 ))
-python3 records/short_track.py --data /tmp/wiki --name wiki --out /tmp/res/scan --variants ssm_pool4,ssm_pool4_bigram_prefix \
-  --seeds 0,1,2,3 --seeds_per_process 4 --parallel 1 --deadline $deadline > $OUT/scan_study.txt 2>&1 &
-python3 records/short_track.py --data /tmp/wiki --name wiki --out /tmp/res/q1 --variants bigram,bigram_prefix \
-  --seeds 0,1,2,3,4,5,6,7,8,9,10,11 --seeds_per_process 6 --parallel $(( lanes - 1 )) --equal_time $costs \
-  --deadline $deadline > $OUT/q1_study.txt 2>&1
-wait
-tail -8 $OUT/scan_study.txt $OUT/q1_study.txt
-tar czf $OUT/study_logs.tgz -C /tmp/res scan q1
+timeout $(left) python3 records/gpu_check.py --data /tmp/wiki --name wiki --lanes $lanes --commit "$COMMIT" \
+  --logs /tmp/res/gpu_check > $OUT/gpu_check.txt 2>&1
+cut -c1-300 $OUT/gpu_check.txt
+cp records/gpu_checks.md $OUT/
+tar czf $OUT/gpu_check_logs.tgz -C /tmp/res gpu_check
+echo "check ended at $(( $(date +%s) - start )) s"
+timeout $(left) $BENCH --ranks 8 --log_dir /tmp/res/bench2 \
+  --variants baseline,ssm_pool4,self_w1,self_w16_pool4,bigram,bigram_prefix,cross,prefix > $OUT/bench2_ranks8.txt 2>&1
+tail -12 $OUT/bench2_ranks8.txt
