@@ -1,7 +1,7 @@
 """The GPU check: what every change to train_gpt.py, data/ or the records scripts passes on one GPU before it
 lands, since CI runs on CPU without compile, FlexAttention or the FP8 head.
 
-    python records/gpu_check.py --data DIR [--name fineweb] [--steps 20] [--lanes 2]
+    python records/gpu_check.py --data DIR [--name fineweb] [--steps 20] [--lanes 0]
 
 DIR holds shards from data/fineweb.py (NAME_train_*.bin, NAME_val_*.bin and their byte shards). The checks:
 - the CUDA tests (pytest -m cuda: the head's kernels, FlexAttention's masks, the compiled scan);
@@ -9,16 +9,16 @@ DIR holds shards from data/fineweb.py (NAME_train_*.bin, NAME_val_*.bin and thei
   steps with the schedules scaled to them, 262,144 validation tokens at the end): each must end without
   error, its training losses finite and the last below the first. Multi-token + prefix at depth 1 and the
   byte targets train in `everything`;
-- --lanes runs at a time on the one GPU, as records/short_track.py --parallel runs them: none may run out
-  of memory;
+- --lanes runs at a time on the one GPU (0: 2 on an 80 GB GPU, 3 on a 141 GB one), as
+  records/short_track.py --parallel runs them: none may run out of memory;
 - a 2-rank launch rehearsed on the GPU (torchrun --nproc_per_node=2 train_gpt.py --rehearse=1) against one
   process of the same global batch: their first steps' training losses agree within 1e-4.
 The first --lanes families compile the trunk, which every family shares through inductor's on-disk cache,
 beside the CUDA tests (that compile is mostly one CPU core's work per process, so they cost the time of one);
-the other families and the rehearsal then share the lanes, the slowest first. Each check prints its line as
-it ends, then a verdict names the commit, and date, commit, machine, verdict and wall time go into
-records/gpu_checks.md (--table). What each run printed is kept beside its log (--logs). Exit status 0 only
-when every check passed.
+the other families and the rehearsal's one process then share the lanes, the slowest first; the rehearsal's
+two ranks run last, alone on the GPU. Each check prints its line as it ends, then a verdict names the commit,
+and date, commit, machine, verdict and wall time go into records/gpu_checks.md (--table). What each run
+printed is kept beside its log (--logs). Exit status 0 only when every check passed.
 """
 import argparse
 import math
@@ -39,7 +39,12 @@ SHORT_TRACK = ["--global_batch_seqs=1", "--val_loss_every=0", "--val_tokens=2621
 TRAIN_LOSS = re.compile(r"^step:(\d+)/\d+ train_loss:(\S+)", re.M)
 FINAL = re.compile(r"^final val_loss:(\S+) ", re.M)
 PEAK = re.compile(r"^peak memory allocated: (\d+) MiB", re.M)
+LANE_MIB = 40 * 1024  # a family's run at its peak (34 GiB allocated) with room for the allocator
+ONE_PROCESS = "the rehearsal's one process"
 REHEARSAL = "2 ranks rehearsed against one process"
+# the rehearsal's global batch; 65,536 validation tokens at a time keep its ranks at about 45 GB together
+REHEARSAL_FLAGS = ["--global_batch_seqs=2", "--num_iterations=2", "--val_loss_every=0", "--val_seq_len=65536",
+                   "--val_tokens=262144", "--warmup_steps=1"]
 REHEARSAL_TOLERANCE = 1e-4
 TABLE_HEADER = "| date | commit | machine | verdict | wall time |\n| --- | --- | --- | --- | --- |\n"
 
@@ -55,6 +60,11 @@ def run(command: list[str], timeout: float, printed: Path | None = None) -> tupl
         printed.parent.mkdir(parents=True, exist_ok=True)
         printed.write_text(output)
     return ok, output
+
+
+def printed_path(args, name: str) -> Path:
+    """Where the run name's output is kept."""
+    return args.logs / f"{name}_printed.txt"
 
 
 def run_log(ok: bool, printed: str) -> tuple[str | None, str]:
@@ -107,7 +117,7 @@ def check_family(name: str, args) -> tuple[bool, str]:
     command = train_command(args.data, args.name, *SHORT_TRACK, f"--num_iterations={args.steps}",
                             f"--muon_momentum_warmup_steps={momentum_warmup}", f"--log_dir={args.logs / name}",
                             *VARIANTS[name])
-    return judge_run(*run(command, args.timeout, args.logs / f"{name}_printed.txt"))
+    return judge_run(*run(command, args.timeout, printed_path(args, name)))
 
 
 def side_by_side(run_results: list[tuple[str, bool, str]], lanes: int) -> tuple[str, bool, str]:
@@ -125,20 +135,30 @@ def first_step_loss(ok: bool, printed: str) -> tuple[float | None, str]:
     return (losses[0], "") if losses else (None, why if text is None else "no training loss in its log")
 
 
+def rehearsal_loss(name: str, args, *flags: str) -> tuple[float | None, str]:
+    """Step 1's training loss of the rehearsal's global batch (2 sequences per step) run as name, or None and
+    why not; with --rehearse=1 among flags, by 2 ranks sharing the GPU."""
+    command = train_command(args.data, args.name, *REHEARSAL_FLAGS, *flags, f"--log_dir={args.logs / name}")
+    if "--rehearse=1" in flags:
+        command[1:1] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    return first_step_loss(*run(command, args.timeout, printed_path(args, name)))
+
+
+def check_one_process(args) -> tuple[bool, str]:
+    """The rehearsal's one process, in the lanes: it compiles the validation graph the ranks then load."""
+    loss, why = rehearsal_loss("one_process", args)
+    return (True, f"step 1 loss {loss:.6f}") if loss is not None else (False, why)
+
+
 def check_rehearsal(args) -> tuple[bool, str]:
-    """2 ranks sharing the GPU against one process, both 2 sequences per step: step 1's losses agree. The one
-    process runs first: it compiles the 65,536-token validation graph that both ranks then load (a quarter of
-    the families' memory for validation, so that the ranks fit beside a family)."""
-    flags = ["--global_batch_seqs=2", "--num_iterations=2", "--val_loss_every=0", "--val_seq_len=65536",
-             "--val_tokens=262144", "--warmup_steps=1"]
-    one = train_command(args.data, args.name, *flags, f"--log_dir={args.logs / 'one_process'}")
-    ranks = train_command(args.data, args.name, *flags, "--rehearse=1", f"--log_dir={args.logs / 'two_ranks'}")
-    ranks[1:1] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    (single, why_single), (rehearsed, why_ranks) = (
-        first_step_loss(*run(command, args.timeout, args.logs / f"{name}_printed.txt"))
-        for name, command in (("one_process", one), ("two_ranks", ranks)))
+    """2 ranks sharing the GPU, alone on it (the two need about 45 GB), against the one process that ran in
+    the lanes: their step 1 losses agree."""
+    single = None
+    if printed_path(args, "one_process").is_file():
+        single = first_step_loss(True, printed_path(args, "one_process").read_text())[0]
+    rehearsed, why = rehearsal_loss("two_ranks", args, "--rehearse=1")
     if single is None or rehearsed is None:
-        return False, f"one process: {why_single or single}; 2 ranks: {why_ranks or rehearsed}"
+        return False, f"one process: {'no loss' if single is None else single}; 2 ranks: {why or rehearsed}"
     gap = abs(single - rehearsed)
     verdict = "agree" if gap <= REHEARSAL_TOLERANCE else f"differ by more than {REHEARSAL_TOLERANCE}"
     return gap <= REHEARSAL_TOLERANCE, f"step 1 loss {single:.6f} (one process), {rehearsed:.6f} (2 ranks): {verdict}"
@@ -159,13 +179,15 @@ def run_checks(checks: list[tuple[str, object]], workers: int) -> dict[str, tupl
     return results
 
 
-def gpu_name() -> str | None:
+def gpu() -> tuple[str, int] | None:
+    """The first GPU's name and memory in MiB, as nvidia-smi gives them, or None without one."""
     try:
-        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                               text=True, timeout=30).stdout.split("\n")
-    except (OSError, subprocess.SubprocessError):
+        first = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+                               capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
+        name, memory = first.rsplit(",", 1)
+        return name.strip(), int(memory)
+    except (OSError, subprocess.SubprocessError, ValueError):
         return None
-    return names[0].strip() or None
 
 
 def commit() -> str:
@@ -189,8 +211,8 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="fineweb",
                         help="their name prefix: data/fineweb.py's --name, whose default is fineweb too")
     parser.add_argument("--steps", type=int, default=20, help="training steps of each feature family")
-    parser.add_argument("--lanes", type=int, default=2,
-                        help="runs at a time on the GPU after the first family: 2 fit an 80 GB H100, 3 a 141 GB H200")
+    parser.add_argument("--lanes", type=int, default=0,
+                        help="runs at a time on the GPU (0: as many as its memory holds at 40 GiB each, 2 to 3)")
     parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, from {', '.join(FAMILIES)}")
     parser.add_argument("--timeout", type=float, default=400, help="seconds for each command")
     parser.add_argument("--logs", type=Path, default=Path("logs/gpu_check"), help="where the runs' logs go")
@@ -204,24 +226,27 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: unknown families {unknown}; choose from {', '.join(FAMILIES)}")
     if len(set(families)) < len(families):
         raise SystemExit(f"error: --families {args.families} names a family twice; give each once")
-    if args.steps < 2 or args.lanes < 1:
+    if args.steps < 2 or args.lanes < 0:
         raise SystemExit(f"error: --steps {args.steps} --lanes {args.lanes}: at least 2 steps (a loss must fall) "
-                         "and 1 lane")
+                         "and 1 lane (0: from the GPU's memory)")
     args.data, args.logs = args.data.resolve(), args.logs.resolve()
     if not any(args.data.glob(f"{args.name}_train_*.bin")):
         raise SystemExit(f"error: no {args.name}_train_*.bin shards in {args.data}; tokenize text with "
                          "python data/fineweb.py, or give --name")
-    machine = gpu_name()
-    if machine is None:
+    found = gpu()
+    if found is None:
         raise SystemExit("error: no GPU answers nvidia-smi: the GPU check runs on a machine with one")
+    machine, memory_mib = found
+    args.lanes = args.lanes or min(3, max(2, memory_mib // LANE_MIB))
     start, code = time.monotonic(), args.commit or commit()
     trained = [(family_label(name), partial(check_family, name, args)) for name in families]
     first, rest = [("CUDA tests", partial(check_cuda_tests, args)), *trained[:args.lanes]], trained[args.lanes:]
-    rest.insert(1, (REHEARSAL, partial(check_rehearsal, args)))  # it takes about as long as the slowest families
-    results = run_checks(first, len(first)) | run_checks(rest, args.lanes)
-    checks = [(name, *results[name]) for name in ["CUDA tests", *map(family_label, families), REHEARSAL]]
+    rest.insert(1, (ONE_PROCESS, partial(check_one_process, args)))  # its validation graph compiles anew
+    results = run_checks(first, len(first)) | run_checks(rest, args.lanes) | run_checks(
+        [(REHEARSAL, partial(check_rehearsal, args))], 1)
+    checks = [(name, *results[name]) for name in ["CUDA tests", *map(family_label, families), ONE_PROCESS, REHEARSAL]]
     if args.lanes > 1:
-        checks.append(side_by_side(checks[1:], args.lanes))
+        checks.append(side_by_side(checks[1:-1], args.lanes))
         report(*checks[-1])
     passed = sum(ok for _, ok, _ in checks)
     seconds = time.monotonic() - start

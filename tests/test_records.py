@@ -448,7 +448,7 @@ def test_gpu_check_needs_its_data_and_a_gpu(tmp_path, monkeypatch):
     import gpu_check
     with pytest.raises(SystemExit, match="no fineweb_train_.*bin shards in"):
         gpu_check.main(["--data", str(tmp_path / "nowhere")])
-    monkeypatch.setattr(gpu_check, "gpu_name", lambda: None)
+    monkeypatch.setattr(gpu_check, "gpu", lambda: None)
     with pytest.raises(SystemExit, match="no GPU answers nvidia-smi: the GPU check runs on a machine with one"):
         gpu_check.main(["--data", str(shard_folder(tmp_path))])
 
@@ -465,25 +465,30 @@ def test_gpu_check_runs_every_check_and_appends_its_verdict(tmp_path, monkeypatc
         if name == "ssm_pool4":
             return False, "Traceback\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 24.56 GiB.\n"
         losses = {"two_ranks": [10.825900, 9.9], "one_process": [10.825837, 9.9]}.get(name, [10.8, 9.5, 8.1])
-        return True, gpu_check_log(logs / f"{name}.txt", losses)
+        output = gpu_check_log(logs / f"{name}.txt", losses)
+        printed.parent.mkdir(parents=True, exist_ok=True)
+        printed.write_text(output)
+        return True, output
 
     monkeypatch.setattr(gpu_check, "run", fake_run)
-    monkeypatch.setattr(gpu_check, "gpu_name", lambda: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(gpu_check, "gpu", lambda: ("NVIDIA H100 80GB HBM3", 81559))
     monkeypatch.setattr(gpu_check, "commit", lambda: "abc1234")
     table = tmp_path / "checks.md"
     assert gpu_check.main(["--data", str(logs), "--table", str(table), "--logs", str(tmp_path / "runs")]) == 1
     printed = capsys.readouterr().out.splitlines()
-    checks = 1 + len(gpu_check.FAMILIES) + 2
+    checks = 1 + len(gpu_check.FAMILIES) + 3  # the tests, the families, the rehearsal's two checks, side by side
     assert len(printed) == checks + 1 and len(set(printed)) == len(printed)
     # the first two families and the CUDA tests end before the others start, in any order
     assert {line.split(" (")[0] for line in printed[:3]} == {"pass  CUDA tests: 4 passed, 264 deselected in 30.1s",
                                                            "pass  baseline", "pass  everything"}
     assert "FAIL  ssm_pool4 (--use_mot=1 --byte_self_attn=1 --byte_mixer=ssm --byte_pool=4): failed: torch.OutOfMemory" \
            "Error: CUDA out of memory. Tried to allocate 24.56 GiB." in printed[2:-2]
-    assert ("pass  2 ranks rehearsed against one process: step 1 loss 10.825837 (one process), 10.825900 (2 ranks): "
-            "agree") in printed[2:-2]
+    assert "pass  the rehearsal's one process: step 1 loss 10.825837" in printed[3:-3]
+    assert printed[-3] == ("pass  2 ranks rehearsed against one process: step 1 loss 10.825837 (one process), "
+                           "10.825900 (2 ranks): agree")  # alone, after the lanes
     assert printed[-2] == "FAIL  2 runs side by side: out of memory: ssm_pool4"
     assert printed[-1].startswith(f"GPU check of abc1234: FAIL ({checks - 2} of {checks}) on NVIDIA H100 80GB HBM3 in")
+    assert printed[-1].endswith("(2 at a time)")  # an 80 GB GPU's lanes; a 141 GB one takes 3
     rows = table.read_text().splitlines()
     assert rows[-2] == "| --- | --- | --- | --- | --- |"
     assert rows[-1].startswith(f"| {time.strftime('%Y-%m-%d')} | `abc1234` | NVIDIA H100 80GB HBM3 | FAIL ({checks - 2} "
@@ -491,7 +496,7 @@ def test_gpu_check_runs_every_check_and_appends_its_verdict(tmp_path, monkeypatc
     gpu_check.main(["--data", str(logs), "--table", str(table), "--logs", str(tmp_path / "runs"), "--commit", "def5678",
                     "--families", "cross,ngram", "--lanes", "1"])
     printed = capsys.readouterr().out.splitlines()
-    assert len(printed) == 5 and printed[-1].startswith("GPU check of def5678: pass (4 of 4)")
+    assert len(printed) == 6 and printed[-1].startswith("GPU check of def5678: pass (5 of 5)")
     assert table.read_text().splitlines()[-1].startswith(f"| {time.strftime('%Y-%m-%d')} | `def5678` |")
     with pytest.raises(SystemExit, match="names a family twice"):
         gpu_check.main(["--data", str(logs), "--families", "cross,cross"])
