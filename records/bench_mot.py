@@ -108,8 +108,6 @@ def milliseconds(text: str) -> float:
 
 EXCEPTION_LINE = re.compile(r"^(\[rank\d+\]: )?(error: |[\w.]*(Error|Exception|Interrupt)\b)")  # torchrun: [rankN]
 LOG_LINE = re.compile(r"^log: (\S+)$", re.M)  # where a train_gpt.py run wrote its log
-
-
 LAUNCHER_ERROR = "torch.distributed.elastic.multiprocessing.errors.ChildFailedError"  # a rank failed: it says why
 
 

@@ -31,6 +31,7 @@ from functools import partial
 from pathlib import Path
 
 from bench_mot import LOG_LINE, ROOT, VARIANTS, failure_line, train_command
+from short_track import schedule
 
 # in the order they start, the slowest (by their compile) first after the baseline
 FAMILIES = ["baseline", "everything", "mtp_prefix_d21_frequent", "ssm_pool4", "bigram", "self_w1", "self_w16", "cross",
@@ -113,9 +114,7 @@ def family_label(name: str) -> str:
 
 
 def check_family(name: str, args) -> tuple[bool, str]:
-    momentum_warmup = max(1, round(70 * args.steps / 400))  # the short track's 70 of 400 steps
-    command = train_command(args.data, args.name, *SHORT_TRACK, f"--num_iterations={args.steps}",
-                            f"--muon_momentum_warmup_steps={momentum_warmup}", f"--log_dir={args.logs / name}",
+    command = train_command(args.data, args.name, *SHORT_TRACK, *schedule(args.steps), f"--log_dir={args.logs / name}",
                             *VARIANTS[name])
     return judge_run(*run(command, args.timeout, printed_path(args, name)))
 
