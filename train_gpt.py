@@ -1841,6 +1841,9 @@ class Runtime:
         return self.device.type == "cuda" and self.gpus < self.world_size
 
 
+SHARE_GPUS = "add --rehearse=1 to let the ranks share the GPUs (a slow rehearsal of the launch)"
+
+
 def check_world_size(cfg: Hyperparameters, world_size: int) -> None:
     if cfg.global_batch_seqs % world_size:
         raise RunError(f"world size {world_size} does not divide global_batch_seqs={cfg.global_batch_seqs}: "
@@ -1866,8 +1869,8 @@ def select_runtime(cfg: Hyperparameters) -> Runtime:
     if use_cuda:
         local_rank, gpus = int(os.environ.get("LOCAL_RANK", 0)), torch.cuda.device_count()
         if local_rank >= gpus and not cfg.rehearse:
-            raise RunError(f"local rank {local_rank} but {gpus} GPU(s) visible: start one process per GPU, or add "
-                           "--rehearse=1 to let the ranks share the GPUs (a slow rehearsal of the launch)")
+            raise RunError(f"local rank {local_rank} but {gpus} GPU(s) visible: start one process per GPU, or "
+                           f"{SHARE_GPUS}")
         device = torch.device("cuda", local_rank % gpus)
         torch.cuda.set_device(device)
         fp8 = torch.cuda.get_device_capability(device) >= (9, 0)
@@ -2793,7 +2796,7 @@ def check_launch(cfg: Hyperparameters, world_size: int) -> None:
     gpus = torch.cuda.device_count() if uses_cuda(cfg) else 0
     if gpus and world_size > gpus and not cfg.rehearse:
         raise RunError(f"{world_size} processes but {gpus} GPU(s) visible: launch one process per GPU (NPROC={gpus}), "
-                       "or add --rehearse=1 to let the ranks share the GPUs (a slow rehearsal of the launch)")
+                       f"or {SHARE_GPUS}")
     check_token_budget(cfg, world_size)
     print(f"check: the constants and the shards fit a run of {world_size} process(es)")
 

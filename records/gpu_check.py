@@ -6,19 +6,22 @@ lands, since CI runs on CPU without compile, FlexAttention or the FP8 head.
 DIR holds shards from data/fineweb.py (NAME_train_*.bin, NAME_val_*.bin and their byte shards). The checks:
 - the CUDA tests (pytest -m cuda: the head's kernels, FlexAttention's masks, the compiled scan);
 - every feature family compiled at the short track's shapes (one 48K-token micro-step per step, --steps
-  steps with the schedules scaled to them, 262,144 validation tokens at the end): each must end without
-  error, its training losses finite and the last below the first. Multi-token + prefix at depth 1 and the
-  byte targets train in `everything`;
+  steps with the schedules scaled to them, then 262,144 validation tokens 65,536 at a time): each must end
+  without error, its training losses finite and the last below the first. The baseline takes 2 micro-steps
+  per step (the record's gradient accumulation). Multi-token + prefix at depth 1, the byte targets, and byte
+  self-attention over 16 tokens with byte_pool=4 train in `everything`;
 - --lanes runs at a time on the one GPU (0: 2 on an 80 GB GPU, 3 on a 141 GB one), as
   records/short_track.py --parallel runs them: none may run out of memory;
-- a 2-rank launch rehearsed on the GPU (torchrun --nproc_per_node=2 train_gpt.py --rehearse=1) against one
-  process of the same global batch: their first steps' training losses agree within 1e-4.
+- a 2-rank launch of the baseline's first step rehearsed on the GPU (torchrun --nproc_per_node=2
+  train_gpt.py --rehearse=1), alone on it after the lanes: its training loss agrees with the baseline's
+  step 1 within 1e-4 (the same two sequences, split over the ranks). It finds every graph compiled: the
+  validation's 65,536 tokens at a time are what keep two ranks on an 80 GB GPU.
 The first --lanes families compile the trunk, which every family shares through inductor's on-disk cache,
 beside the CUDA tests (that compile is mostly one CPU core's work per process, so they cost the time of one);
-the other families and the rehearsal's one process then share the lanes, the slowest first; the rehearsal's
-two ranks run last, alone on the GPU. Each check prints its line as it ends, then a verdict names the commit,
-and date, commit, machine, verdict and wall time go into records/gpu_checks.md (--table). What each run
-printed is kept beside its log (--logs). Exit status 0 only when every check passed.
+the other families then share the lanes, the slowest first. Each check prints its line as it ends, then a
+verdict names the commit (and the families, when --families leaves some out), and date, commit, machine,
+verdict and wall time go into records/gpu_checks.md (--table). What each run printed is kept beside its log
+(--logs). Exit status 0 only when every check passed.
 """
 import argparse
 import math
@@ -34,18 +37,17 @@ from bench_mot import LOG_LINE, ROOT, VARIANTS, failure_line, train_command
 from short_track import schedule
 
 # in the order they start, the slowest (by their compile) first after the baseline
-FAMILIES = ["baseline", "everything", "mtp_prefix_d21_frequent", "ssm_pool4", "bigram", "self_w1", "self_w16", "cross",
-            "self_w16_pool4", "ngram"]
-SHORT_TRACK = ["--global_batch_seqs=1", "--val_loss_every=0", "--val_tokens=262144", "--warmup_steps=1"]
+FAMILIES = ["baseline", "everything", "mtp_prefix_d21_frequent", "ssm_pool4", "self_w1", "self_w16", "cross", "ngram",
+            "bigram"]
+SHORT_TRACK = ["--global_batch_seqs=1", "--val_loss_every=0", "--val_tokens=262144", "--val_seq_len=65536",
+               "--warmup_steps=1"]
+REHEARSED = "baseline"  # the family whose first step the rehearsal's two ranks take again
+REHEARSED_BATCH = ["--global_batch_seqs=2"]  # a sequence per rank; one process takes them as two micro-steps
 TRAIN_LOSS = re.compile(r"^step:(\d+)/\d+ train_loss:(\S+)", re.M)
 FINAL = re.compile(r"^final val_loss:(\S+) ", re.M)
 PEAK = re.compile(r"^peak memory allocated: (\d+) MiB", re.M)
 LANE_MIB = 40 * 1024  # a family's run at its peak (34 GiB allocated) with room for the allocator
-ONE_PROCESS = "the rehearsal's one process"
-REHEARSAL = "2 ranks rehearsed against one process"
-# the rehearsal's global batch; 65,536 validation tokens at a time keep its ranks at about 45 GB together
-REHEARSAL_FLAGS = ["--global_batch_seqs=2", "--num_iterations=2", "--val_loss_every=0", "--val_seq_len=65536",
-                   "--val_tokens=262144", "--warmup_steps=1"]
+REHEARSAL = f"2 ranks rehearsed against the {REHEARSED}'s step 1"
 REHEARSAL_TOLERANCE = 1e-4
 TABLE_HEADER = "| date | commit | machine | verdict | wall time |\n| --- | --- | --- | --- | --- |\n"
 
@@ -113,10 +115,15 @@ def family_label(name: str) -> str:
     return f"{name} ({' '.join(VARIANTS[name]) or 'no flags'})"
 
 
+def family_command(name: str, args, *changes: str) -> list[str]:
+    """The family's train_gpt.py command, with changes to its flags."""
+    batch = REHEARSED_BATCH if name == REHEARSED else []
+    return train_command(args.data, args.name, *SHORT_TRACK, *schedule(args.steps), *batch,
+                         f"--log_dir={args.logs / name}", *VARIANTS[name], *changes)
+
+
 def check_family(name: str, args) -> tuple[bool, str]:
-    command = train_command(args.data, args.name, *SHORT_TRACK, *schedule(args.steps), f"--log_dir={args.logs / name}",
-                            *VARIANTS[name])
-    return judge_run(*run(command, args.timeout, printed_path(args, name)))
+    return judge_run(*run(family_command(name, args), args.timeout, printed_path(args, name)))
 
 
 def side_by_side(run_results: list[tuple[str, bool, str]], lanes: int) -> tuple[str, bool, str]:
@@ -134,33 +141,20 @@ def first_step_loss(ok: bool, printed: str) -> tuple[float | None, str]:
     return (losses[0], "") if losses else (None, why if text is None else "no training loss in its log")
 
 
-def rehearsal_loss(name: str, args, *flags: str) -> tuple[float | None, str]:
-    """Step 1's training loss of the rehearsal's global batch (2 sequences per step) run as name, or None and
-    why not; with --rehearse=1 among flags, by 2 ranks sharing the GPU."""
-    command = train_command(args.data, args.name, *REHEARSAL_FLAGS, *flags, f"--log_dir={args.logs / name}")
-    if "--rehearse=1" in flags:
-        command[1:1] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    return first_step_loss(*run(command, args.timeout, printed_path(args, name)))
-
-
-def check_one_process(args) -> tuple[bool, str]:
-    """The rehearsal's one process, in the lanes: it compiles the validation graph the ranks then load."""
-    loss, why = rehearsal_loss("one_process", args)
-    return (True, f"step 1 loss {loss:.6f}") if loss is not None else (False, why)
-
-
 def check_rehearsal(args) -> tuple[bool, str]:
-    """2 ranks sharing the GPU, alone on it (the two need about 45 GB), against the one process that ran in
-    the lanes: their step 1 losses agree."""
+    """The baseline family's first step again, by 2 ranks sharing the GPU alone (the two need about 60 GB),
+    then its validation: their step 1 loss agrees with the family's."""
     single = None
-    if printed_path(args, "one_process").is_file():
-        single = first_step_loss(True, printed_path(args, "one_process").read_text())[0]
-    rehearsed, why = rehearsal_loss("two_ranks", args, "--rehearse=1")
+    if printed_path(args, REHEARSED).is_file():
+        single = first_step_loss(True, printed_path(args, REHEARSED).read_text())[0]
+    command = family_command(REHEARSED, args, "--stop_step=1", "--rehearse=1", f"--log_dir={args.logs / 'two_ranks'}")
+    command[1:1] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    rehearsed, why = first_step_loss(*run(command, args.timeout, printed_path(args, "two_ranks")))
     if single is None or rehearsed is None:
-        return False, f"one process: {'no loss' if single is None else single}; 2 ranks: {why or rehearsed}"
+        return False, f"{REHEARSED}: {'no loss' if single is None else single}; 2 ranks: {why or rehearsed}"
     gap = abs(single - rehearsed)
     verdict = "agree" if gap <= REHEARSAL_TOLERANCE else f"differ by more than {REHEARSAL_TOLERANCE}"
-    return gap <= REHEARSAL_TOLERANCE, f"step 1 loss {single:.6f} (one process), {rehearsed:.6f} (2 ranks): {verdict}"
+    return gap <= REHEARSAL_TOLERANCE, f"step 1 loss {single:.6f} ({REHEARSED}), {rehearsed:.6f} (2 ranks): {verdict}"
 
 
 def report(name: str, ok: bool, line: str) -> None:
@@ -170,7 +164,7 @@ def report(name: str, ok: bool, line: str) -> None:
 def run_checks(checks: list[tuple[str, object]], workers: int) -> dict[str, tuple[bool, str]]:
     """Runs the (name, check) pairs workers at a time, starting them in order; prints each line as it ends."""
     results = {}
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(max(workers, 1)) as pool:
         started = {pool.submit(check): name for name, check in checks}
         for done in as_completed(started):
             results[started[done]] = done.result()
@@ -240,16 +234,18 @@ def main(argv=None) -> int:
     start, code = time.monotonic(), args.commit or commit()
     trained = [(family_label(name), partial(check_family, name, args)) for name in families]
     first, rest = [("CUDA tests", partial(check_cuda_tests, args)), *trained[:args.lanes]], trained[args.lanes:]
-    rest.insert(1, (ONE_PROCESS, partial(check_one_process, args)))  # its validation graph compiles anew
-    results = run_checks(first, len(first)) | run_checks(rest, args.lanes) | run_checks(
-        [(REHEARSAL, partial(check_rehearsal, args))], 1)
-    checks = [(name, *results[name]) for name in ["CUDA tests", *map(family_label, families), ONE_PROCESS, REHEARSAL]]
+    last = [(REHEARSAL, partial(check_rehearsal, args))] if REHEARSED in families else []
+    results = run_checks(first, len(first)) | run_checks(rest, args.lanes) | run_checks(last, 1)
+    names = ["CUDA tests", *map(family_label, families), *(name for name, _ in last)]
+    checks = [(name, *results[name]) for name in names]
     if args.lanes > 1:
-        checks.append(side_by_side(checks[1:-1], args.lanes))
+        checks.append(side_by_side(checks[1:len(families) + 1], args.lanes))
         report(*checks[-1])
     passed = sum(ok for _, ok, _ in checks)
     seconds = time.monotonic() - start
-    verdict = f"pass ({passed} of {len(checks)})" if passed == len(checks) else f"FAIL ({passed} of {len(checks)})"
+    verdict = f"{'pass' if passed == len(checks) else 'FAIL'} ({passed} of {len(checks)})"
+    if families != FAMILIES:
+        verdict += f", families {','.join(families)} only"
     print(f"GPU check of {code}: {verdict} on {machine} in {seconds:.0f} s ({args.lanes} at a time)")
     append_row(args.table, f"| {time.strftime('%Y-%m-%d')} | `{code}` | {machine} | {verdict} | {seconds:.0f} s |")
     return 0 if passed == len(checks) else 1

@@ -456,15 +456,16 @@ def test_gpu_check_needs_its_data_and_a_gpu(tmp_path, monkeypatch):
 def test_gpu_check_runs_every_check_and_appends_its_verdict(tmp_path, monkeypatch, capsys):
     """Faked runs: the CUDA tests pass, one family runs out of memory beside another, the rehearsal agrees."""
     import gpu_check
-    logs = shard_folder(tmp_path / "logs")
+    logs, commands = shard_folder(tmp_path / "logs"), {}
 
     def fake_run(command, timeout, printed=None):
         if "pytest" in command:
             return True, "....\n4 passed, 264 deselected in 30.1s\n"
         name = next(a for a in command if a.startswith("--log_dir=")).split("/")[-1]
+        commands[name] = command
         if name == "ssm_pool4":
             return False, "Traceback\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 24.56 GiB.\n"
-        losses = {"two_ranks": [10.825900, 9.9], "one_process": [10.825837, 9.9]}.get(name, [10.8, 9.5, 8.1])
+        losses = {"two_ranks": [10.825900], "baseline": [10.825837, 9.9]}.get(name, [10.8, 9.5, 8.1])
         output = gpu_check_log(logs / f"{name}.txt", losses)
         printed.parent.mkdir(parents=True, exist_ok=True)
         printed.write_text(output)
@@ -476,27 +477,33 @@ def test_gpu_check_runs_every_check_and_appends_its_verdict(tmp_path, monkeypatc
     table = tmp_path / "checks.md"
     assert gpu_check.main(["--data", str(logs), "--table", str(table), "--logs", str(tmp_path / "runs")]) == 1
     printed = capsys.readouterr().out.splitlines()
-    checks = 1 + len(gpu_check.FAMILIES) + 3  # the tests, the families, the rehearsal's two checks, side by side
+    checks = 1 + len(gpu_check.FAMILIES) + 2  # the tests, the families, the rehearsal, side by side
     assert len(printed) == checks + 1 and len(set(printed)) == len(printed)
     # the first two families and the CUDA tests end before the others start, in any order
     assert {line.split(" (")[0] for line in printed[:3]} == {"pass  CUDA tests: 4 passed, 264 deselected in 30.1s",
                                                            "pass  baseline", "pass  everything"}
     assert "FAIL  ssm_pool4 (--use_mot=1 --byte_self_attn=1 --byte_mixer=ssm --byte_pool=4): failed: torch.OutOfMemory" \
-           "Error: CUDA out of memory. Tried to allocate 24.56 GiB." in printed[2:-2]
-    assert "pass  the rehearsal's one process: step 1 loss 10.825837" in printed[3:-3]
-    assert printed[-3] == ("pass  2 ranks rehearsed against one process: step 1 loss 10.825837 (one process), "
+           "Error: CUDA out of memory. Tried to allocate 24.56 GiB." in printed[2:-3]
+    assert printed[-3] == ("pass  2 ranks rehearsed against the baseline's step 1: step 1 loss 10.825837 (baseline), "
                            "10.825900 (2 ranks): agree")  # alone, after the lanes
     assert printed[-2] == "FAIL  2 runs side by side: out of memory: ssm_pool4"
     assert printed[-1].startswith(f"GPU check of abc1234: FAIL ({checks - 2} of {checks}) on NVIDIA H100 80GB HBM3 in")
     assert printed[-1].endswith("(2 at a time)")  # an 80 GB GPU's lanes; a 141 GB one takes 3
+    # the baseline takes two sequences a step; its ranks take its first step, one sequence each
+    flags = {name: dict(a.partition("=")[::2] for a in c if a.startswith("--")) for name, c in commands.items()}
+    assert flags["baseline"]["--global_batch_seqs"] == "2" and flags["cross"]["--global_batch_seqs"] == "1"
+    assert commands["two_ranks"][1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert {k: v for k, v in flags["two_ranks"].items() if flags["baseline"].get(k) != v} == {
+        "--standalone": "", "--nproc_per_node": "2", "--stop_step": "1", "--rehearse": "1",
+        "--log_dir": str(tmp_path / "runs" / "two_ranks")}
     rows = table.read_text().splitlines()
     assert rows[-2] == "| --- | --- | --- | --- | --- |"
     assert rows[-1].startswith(f"| {time.strftime('%Y-%m-%d')} | `abc1234` | NVIDIA H100 80GB HBM3 | FAIL ({checks - 2} "
                                f"of {checks}) |")
     gpu_check.main(["--data", str(logs), "--table", str(table), "--logs", str(tmp_path / "runs"), "--commit", "def5678",
                     "--families", "cross,ngram", "--lanes", "1"])
-    printed = capsys.readouterr().out.splitlines()
-    assert len(printed) == 6 and printed[-1].startswith("GPU check of def5678: pass (5 of 5)")
+    printed = capsys.readouterr().out.splitlines()  # no rehearsal without the baseline
+    assert len(printed) == 4 and printed[-1].startswith("GPU check of def5678: pass (3 of 3), families cross,ngram only")
     assert table.read_text().splitlines()[-1].startswith(f"| {time.strftime('%Y-%m-%d')} | `def5678` |")
     with pytest.raises(SystemExit, match="names a family twice"):
         gpu_check.main(["--data", str(logs), "--families", "cross,cross"])
