@@ -1,6 +1,9 @@
 """Training steps under torch.compile on the CPU (inductor's C++ backend, the dense attention backend): what
 fails only when compiled shows here, before a GPU run. CUDA's own lowering (FlexAttention, Triton) is the
 GPU check's (records/gpu_check.py)."""
+import dataclasses
+
+import pytest
 import torch
 
 import train_gpt as T
@@ -13,22 +16,28 @@ EVERY_PART = ["--smoke", "--num_layers=2", "--use_mot=1", "--byte_self_attn=1", 
               "--byte_target_weight=0.25"]
 
 
-def training_losses(cfg: T.Hyperparameters, compiled: bool, steps: int = 3) -> list[float]:
+def training_losses(cfg: T.Hyperparameters, compiled: bool, fp8_head: bool, steps: int = 3) -> list[float]:
     """The mean training loss of each of the first steps on warm-up batches, with the model's graphs compiled
-    as train() compiles them, or eager (Muon eager in both: its compiled steps are the next test's)."""
-    runtime = cpu_runtime()
+    as train() compiles them, or eager with dynamo off (the FP8 head's own small graphs included; Muon eager
+    in both: its compiled steps are the next test's)."""
+    runtime = dataclasses.replace(cpu_runtime(), fp8_head=fp8_head)
     model = T.build_model(cfg, runtime)
     optimizers = T.build_optimizers(model, cfg, runtime)
     if compiled:
         T.compile_model(model)
     batches = T.random_batches(cfg, cfg.seq_len, runtime.device, T.load_byte_table(cfg))
-    return [T.train_step(model, optimizers, batches, T.step_window(step, cfg, runtime.device), step, cfg,
-                         runtime)[0].item() for step in range(steps)]
+    with torch._dynamo.config.patch(disable=not compiled):
+        return [T.train_step(model, optimizers, batches, T.step_window(step, cfg, runtime.device), step, cfg,
+                             runtime)[0].item() for step in range(steps)]
 
 
-def test_compiled_training_steps_are_the_eager_ones():
+# with fp8_head, the path of every H100 run: the trunk's graph ends at the features, and the head's FP8 product
+# and loss run outside it (torch._scaled_mm runs on CPU too), with the targets' and the product's own graphs
+@pytest.mark.parametrize("fp8_head", [False, True], ids=["plain_head", "fp8_head"])
+def test_compiled_training_steps_are_the_eager_ones(fp8_head):
     cfg = T.parse_args(EVERY_PART)
-    eager, compiled = training_losses(cfg, compiled=False), training_losses(cfg, compiled=True)
+    eager = training_losses(cfg, compiled=False, fp8_head=fp8_head)
+    compiled = training_losses(cfg, compiled=True, fp8_head=fp8_head)
     assert eager[0] > 20 and len(set(eager)) == 3  # every target adds to the first loss, and the steps train
     # inductor fuses and reorders float32 sums: the same steps within rounding, three optimizer steps deep
     torch.testing.assert_close(compiled, eager, rtol=2e-4, atol=0)
