@@ -72,7 +72,14 @@ def answer_rows(costs: dict[str, float], cost_label: str) -> list[str]:
         runs, line = cache[name]
         cost = costs.get(variant)
         cells = [label, "not run", "", "", f"{cost:.3f}" if cost else "not timed", ""]
-        if variant in runs:
+        if variant in runs and len(runs[variant]) == 1:  # a value, no interval
+            value = runs[variant][0]["points"][-1][2]
+            baseline = study.mean_std([run["points"][-1][2] for run in runs["baseline"]])[0]
+            worth = line.steps_at(value) / 400
+            cells[1:4] = ["1", f"{value - baseline:+.4f} (one seed)", f"{worth:.3f} (one seed)"]
+            if cost:
+                cells[5] = f"{100 * (worth / cost - 1):+.1f} % (one seed)"
+        elif variant in runs:
             values = [run["points"][-1][2] for run in runs[variant]]
             diff, low, high = study.welch_interval(values, [run["points"][-1][2] for run in runs["baseline"]])
             worth, worth_low, worth_high = study.break_even(line, values, 400)

@@ -527,3 +527,15 @@ def test_answer_table_is_rebuilt_from_the_committed_logs(tmp_path, capsys):
     costs.write_text("| variant | ms / micro-step | x baseline |\n| --- | --- | --- |\n| bigram | 77.52 | 1.020 |\n")
     with pytest.raises(SystemExit, match="has no baseline row at 1.000"):
         answer.main(["--costs", str(costs)])
+
+
+def test_answer_table_gives_a_lone_seed_its_value_without_an_interval(monkeypatch, capsys):
+    import answer
+    logs, finals = answer.STUDIES["byte structure"]
+    lone = answer.RECORDS / "2026-12-07_byte_structure" / "mtp_first_seed"
+    monkeypatch.setitem(answer.STUDIES, "byte structure", ([*logs, lone], finals))
+    answer.main([])
+    rows = capsys.readouterr().out.splitlines()
+    # 4.1393 against the mean of the 7 baseline seeds of 2026-12-06, 4.1322; cost 0.999 in the committed table
+    assert "| multi-token prediction (no bytes) | 1 | +0.0071 (one seed) | 0.989 (one seed) | 0.999 | " \
+           "-1.0 % (one seed) |" in rows
