@@ -674,6 +674,135 @@ if triton is not None:
 
 
 # -----------------------------------------------------------------------------
+# The MLP, relu(x @ w_fc.T)^2 @ w_proj.T: its hidden layer and that layer's gradient are two ops, PyTorch code
+# by default; on CUDA (compute capability 9.0 and newer, bfloat16) each is one Triton product whose epilogue
+# applies the squared ReLU or its derivative, so neither pass writes and reads the hidden layer twice
+
+
+def relu_square_hidden(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """The hidden layer before and after the activation: pre = x @ w.T for (rows, d) x and (hidden, d) w,
+    and relu(pre)^2, each rounded to x's dtype."""
+    pre = F.linear(x, w)
+    return pre, F.relu(pre).square()
+
+
+def relu_square_hidden_grad(grad_out: Tensor, w_proj: Tensor, pre: Tensor) -> Tensor:
+    """The gradient of pre from the MLP's output gradient (rows, d) through w_proj (d, hidden) and
+    relu(pre)^2: (grad_out @ w_proj) * 2 relu(pre), the product rounded to pre's dtype first (autograd's
+    rounding)."""
+    return (grad_out @ w_proj) * (2 * F.relu(pre))
+
+
+@torch.library.custom_op("speedrun::relu_square_linear", mutates_args=())
+def relu_square_linear(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """relu_square_hidden as one op."""
+    return relu_square_hidden(x, w)
+
+
+@relu_square_linear.register_fake
+def _(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    pre = x.new_empty((x.size(0), w.size(0)))
+    return pre, torch.empty_like(pre)
+
+
+@torch.library.custom_op("speedrun::relu_square_grad", mutates_args=())
+def relu_square_grad(grad_out: Tensor, w_proj: Tensor, pre: Tensor) -> Tensor:
+    """relu_square_hidden_grad as one op."""
+    return relu_square_hidden_grad(grad_out, w_proj, pre)
+
+
+@relu_square_grad.register_fake
+def _(grad_out: Tensor, w_proj: Tensor, pre: Tensor) -> Tensor:
+    return torch.empty_like(pre)
+
+
+class ReluSquareMLP(torch.autograd.Function):
+    """relu(x @ w_fc.T)^2 @ w_proj.T for (rows, d) x, with the hidden layer's two ops; the weights' and the
+    input's gradients are the products autograd takes for F.linear."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w_fc: Tensor, w_proj: Tensor) -> Tensor:
+        pre, post = relu_square_linear(x, w_fc)
+        ctx.save_for_backward(x, w_fc, w_proj, pre, post)
+        return F.linear(post, w_proj)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        x, w_fc, w_proj, pre, post = ctx.saved_tensors
+        grad_pre = relu_square_grad(grad_out, w_proj, pre)
+        return grad_pre @ w_fc, grad_pre.T @ x, grad_out.T @ post
+
+
+if triton is not None:
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    @triton.jit
+    def relu_square_epilogue(product, out_desc, pre_desc, row, col, FORWARD: tl.constexpr):
+        """One float32 tile of the product, rounded to bfloat16 first: FORWARD, stores it as pre and
+        relu(pre)^2 as out; else stores product * 2 relu(pre) as out, pre read."""
+        product = product.to(tl.bfloat16).to(tl.float32)
+        if FORWARD:
+            pre_desc.store([row, col], product.to(tl.bfloat16))
+            active = tl.maximum(product, 0.0)
+            out_desc.store([row, col], (active * active).to(tl.bfloat16))
+        else:
+            active = tl.maximum(pre_desc.load([row, col]).to(tl.float32), 0.0)
+            out_desc.store([row, col], (product * (2.0 * active)).to(tl.bfloat16))
+
+    @triton.jit
+    def relu_square_product_kernel(a_desc, b_desc, out_desc, pre_desc, M: tl.constexpr, N: tl.constexpr,
+                                   K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                   BLOCK_K: tl.constexpr, FORWARD: tl.constexpr):
+        """Tiles of a @ b.T, (M, K) by (N, K) in bfloat16 with float32 sums, each program taking every
+        num_programs-th tile; each tile's epilogue runs in two halves of BLOCK_N / 2 columns (half the
+        shared memory to stage the stores)."""
+        tiles_n = tl.cdiv(N, BLOCK_N)
+        for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tiles_n, tl.num_programs(0)):
+            row, col = (tile // tiles_n) * BLOCK_M, (tile % tiles_n) * BLOCK_N
+            total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+            for k in range(0, K, BLOCK_K):
+                total = tl.dot(a_desc.load([row, k]), b_desc.load([col, k]).T, total)
+            left, right = tl.split(tl.permute(tl.reshape(total, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1)))
+            relu_square_epilogue(left, out_desc, pre_desc, row, col, FORWARD)
+            relu_square_epilogue(right, out_desc, pre_desc, row, col + BLOCK_N // 2, FORWARD)
+
+    def relu_square_product(a: Tensor, b: Tensor, pre: Tensor | None = None,
+                            blocks: tuple[int, int, int] = (128, 256, 64)) -> tuple[Tensor, Tensor]:
+        """relu_square_product_kernel, a program per multiprocessor: (out, pre), pre given (the backward) or
+        written (the forward)."""
+        (rows, depth), hidden = a.shape, b.size(0)
+        block_m, block_n, block_k = blocks
+        forward = pre is None
+        out = a.new_empty((rows, hidden))
+        pre = a.new_empty((rows, hidden)) if forward else pre.contiguous()
+        tiles = triton.cdiv(rows, block_m) * triton.cdiv(hidden, block_n)
+        programs = min(tiles, torch.cuda.get_device_properties(a.device).multi_processor_count)
+        a_desc = TensorDescriptor.from_tensor(a.contiguous(), [block_m, block_k])
+        b_desc = TensorDescriptor.from_tensor(b.contiguous(), [block_n, block_k])
+        out_desc, pre_desc = (TensorDescriptor.from_tensor(t, [block_m, block_n // 2]) for t in (out, pre))
+        relu_square_product_kernel[(programs,)](a_desc, b_desc, out_desc, pre_desc, rows, hidden, depth,
+                                                BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+                                                FORWARD=forward, num_warps=8, num_stages=3)
+        return out, pre
+
+    def runs_fused(x: Tensor) -> bool:
+        return x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device) >= (9, 0)
+
+    @relu_square_linear.register_kernel("cuda")
+    def _(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+        if not runs_fused(x):
+            return relu_square_hidden(x, w)
+        post, pre = relu_square_product(x, w)
+        return pre, post
+
+    @relu_square_grad.register_kernel("cuda")
+    def _(grad_out: Tensor, w_proj: Tensor, pre: Tensor) -> Tensor:
+        if not runs_fused(grad_out):
+            return relu_square_hidden_grad(grad_out, w_proj, pre)
+        return relu_square_product(grad_out, w_proj.T, pre)[0]
+
+
+# -----------------------------------------------------------------------------
 # Muon: momentum, then Newton-Schulz orthogonalization, for hidden weight matrices
 
 # one-tensor collectives: PyTorch 2.13 names them *_single and deprecates the names that 2.11 has
@@ -1103,7 +1232,9 @@ class MLP(nn.Module):
         self.c_proj = CastedLinear(4 * dim, dim, zero_init=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.c_proj(F.relu(self.c_fc(x)).square())
+        rows = x.reshape(-1, x.size(-1))
+        out = ReluSquareMLP.apply(rows, self.c_fc.weight.type_as(x), self.c_proj.weight.type_as(x))
+        return out.view(*x.shape[:-1], out.size(-1))
 
 
 class Block(nn.Module):

@@ -3,8 +3,10 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import train_gpt as T
+from helpers import needs_cuda
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +98,50 @@ def test_every_parameter_has_one_optimizer(tiny):
     assert sorted(owners) == sorted(id(p) for p in model.parameters())
     assert all(p.ndim >= 2 for g in muon.param_groups for p in g["params"])
     assert model.lm_head.weight in adam.param_groups[0]["params"]
+
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_mlp_through_its_two_ops_is_the_plain_mlp(dtype):
+    """The MLP's CPU path (the ops' PyTorch code, the backward written out) against autograd through
+    relu(x @ w_fc.T)^2 @ w_proj.T, bit for bit; the pre-activations straddle zero."""
+    torch.manual_seed(0)
+    mlp = T.MLP(32)
+    with torch.no_grad():
+        mlp.c_proj.weight.normal_(0, 0.1)  # zero-initialized
+    x, grad_out = torch.randn(2, 5, 32, dtype=dtype), torch.randn(2, 5, 32, dtype=dtype)
+    got_x = x.clone().requires_grad_()
+    out = mlp(got_x)
+    out.backward(grad_out)
+    w_fc, w_proj = (w.detach().clone().requires_grad_() for w in (mlp.c_fc.weight, mlp.c_proj.weight))
+    want_x = x.clone().requires_grad_()
+    pre = F.linear(want_x, w_fc.to(dtype))
+    want = F.linear(F.relu(pre).square(), w_proj.to(dtype))
+    want.backward(grad_out)
+    assert 0.3 < (pre > 0).float().mean() < 0.7
+    for got, expected in [(out, want), (got_x.grad, want_x.grad), (mlp.c_fc.weight.grad, w_fc.grad),
+                          (mlp.c_proj.weight.grad, w_proj.grad)]:
+        assert got.dtype == expected.dtype and torch.equal(got, expected)
+
+
+
+@needs_cuda
+@pytest.mark.parametrize("rows, dim", [(1000, 768), (384, 256)])  # the trunk's MLP, ragged rows; the byte MLP's
+def test_mlp_kernels_on_cuda_are_the_float64_products(rows, dim):
+    """The Triton products against float64 ones rounded to bfloat16: within a rounding (float32 sums in
+    another order), the activation exactly that of the kernel's own pre-activation, the gradient zero
+    wherever the pre-activation is not positive."""
+    gen = torch.Generator().manual_seed(3)
+    x, grad_out = (torch.randn(rows, dim, generator=gen).bfloat16() for _ in range(2))
+    w_fc = (torch.randn(4 * dim, dim, generator=gen) * dim ** -0.5).bfloat16()
+    w_proj = (torch.randn(dim, 4 * dim, generator=gen) * dim ** -0.5).bfloat16()
+    pre, post = (t.cpu() for t in T.relu_square_linear(x.cuda(), w_fc.cuda()))
+    want_pre = (x.double() @ w_fc.double().T).bfloat16()
+    torch.testing.assert_close(pre, want_pre, rtol=2 ** -7, atol=1e-3)
+    assert (pre != want_pre).float().mean() < 1e-2
+    assert torch.equal(post, F.relu(pre.float()).square().bfloat16())
+    grad = T.relu_square_grad(grad_out.cuda(), w_proj.cuda(), pre.cuda()).cpu()
+    want = ((grad_out.double() @ w_proj.double()).bfloat16().double() * 2 * F.relu(pre.double())).bfloat16()
+    torch.testing.assert_close(grad, want, rtol=2 ** -7, atol=1e-3)
+    assert (grad != want).float().mean() < 1e-2
+    assert (pre <= 0).float().mean() > 0.3 and torch.equal(grad[pre <= 0], torch.zeros_like(grad[pre <= 0]))
