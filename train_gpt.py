@@ -94,6 +94,7 @@ class Hyperparameters:
     prefix_weight: float = 0.0  # weight of the next token's prefix token at step 0; 0: off (record: 0.25)
     prefix_depth: int = 1  # prefix tokens along the chain, each weighted half the one before; 21 reaches every first byte
     prefix_choice: str = "longest"  # the prefix token: the "longest" proper prefix, or the most "frequent" in training
+    prefix_decay: bool = True  # prefix and byte targets decay to 0 over the run's second third (off: kept to the end)
     byte_target_weight: float = 0.0  # weight of the next token's first bytes as targets at step 0; 0: off
     byte_target_count: int = 4  # bytes predicted, each by a head of 258 classes (byte values, token ended, end-of-text)
     # optimization
@@ -1728,12 +1729,12 @@ def target_weights(step: int, cfg: Hyperparameters) -> tuple[float, ...]:
     token; with M tokens further ahead, each keeps its weight and then decays linearly to 0 over (2/3) / M of
     the run, the furthest first (for M = 2, the record's: the furthest over the first third, the other over
     the second); each prefix token keeps its weight (halved per level of the chain) over the first third and
-    decays to 0 over the second, and so do the byte targets."""
+    decays to 0 over the second, and so do the byte targets; with prefix_decay off, both keep theirs."""
     progress = step / cfg.num_iterations
     ahead = parse_weights(cfg.mtp_weights)
     stage = 2 / 3 / max(len(ahead), 1)
     weights = [1.0] + [w * ramp_down(progress, (len(ahead) - 1 - i) * stage, stage) for i, w in enumerate(ahead)]
-    decay = ramp_down(progress, 1 / 3, 1 / 3)
+    decay = ramp_down(progress, 1 / 3, 1 / 3) if cfg.prefix_decay else 1.0
     if cfg.prefix_weight > 0:
         weights += [cfg.prefix_weight * 0.5 ** d * decay for d in range(cfg.prefix_depth)]
     if cfg.byte_target_weight > 0:

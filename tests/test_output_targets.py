@@ -95,6 +95,9 @@ def test_target_weights_follow_the_records_schedule():
     assert T.target_weights(0, T.Hyperparameters()) == (1.0,)
     assert T.target_weights(0, dataclasses.replace(cfg, mtp_weights="0.4")) == pytest.approx((1, 0.4, 0.25, 0.125))
     assert T.target_weights(200, dataclasses.replace(cfg, mtp_weights="0.4"))[1] == pytest.approx(0.2)
+    kept = dataclasses.replace(cfg, prefix_weight=0.5, byte_target_weight=0.3, prefix_decay=False)
+    for step in (0, 300, 599):  # multi-token prediction decays as before; the prefix tokens and byte targets stay
+        assert T.target_weights(step, kept) == pytest.approx(expected[step][:3] + (0.5, 0.25, 0.3), abs=1e-12), step
 
 
 def random_problem(rows: int, cols: int, targets_per_row: int, seed: int):

@@ -539,3 +539,10 @@ def test_answer_table_gives_a_lone_seed_its_value_without_an_interval(monkeypatc
     # 4.1393 against the mean of the 7 baseline seeds of 2026-12-06, 4.1322; cost 0.999 in the committed table
     assert "| multi-token prediction (no bytes) | 1 | +0.0071 (one seed) | 0.989 (one seed) | 0.999 | " \
            "-1.0 % (one seed) |" in rows
+
+
+def test_every_variant_names_constants_the_trainer_takes():
+    import train_gpt as T
+    configs = {name: T.parse_args(flags) for name, flags in bench_mot.VARIANTS.items()}  # a misspelt one stops
+    kept = configs["bigram_prefix_kept"]
+    assert (kept.prefix_weight, kept.prefix_decay, configs["bigram_prefix"].prefix_decay) == (0.5, False, True)
