@@ -2342,11 +2342,42 @@ def warm_up(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, log,
         opt.load_state_dict(state)
 
 
+KERNEL_FAMILIES = (  # (family, pieces of kernel names), in the order names are matched
+    ("FlexAttention", ("flex_attention",)),
+    ("MLP products with the squared ReLU", ("relu_square_product",)),
+    ("squared ReLU", ("relu",)),
+    ("rms norms and what is fused with them", ("rms_norm",)),
+    ("the head's loss", ("logit_",)),
+    ("matrix products", ("nvjet", "gemm", "cutlass", "xmma")),
+    ("memory copies and sets", ("Memcpy", "Memset")),
+)
+
+
+def kernel_families(kernels: list[tuple[str, float, int]]) -> list[tuple[str, float, int]]:
+    """(family, time, launches) for (name, time, launches) of GPU kernels, largest time first: each kernel in
+    the first family of KERNEL_FAMILIES that a piece of its name matches, else in "other"."""
+    totals = {}
+    for name, spent, launches in kernels:
+        family = next((f for f, pieces in KERNEL_FAMILIES if any(piece in name for piece in pieces)), "other")
+        time_so_far, launches_so_far = totals.get(family, (0.0, 0))
+        totals[family] = time_so_far + spent, launches_so_far + launches
+    return sorted(((f, spent, n) for f, (spent, n) in totals.items()), key=lambda row: -row[1])
+
+
+def family_table(kernels: list[tuple[str, float, int]], steps: int) -> str:
+    """kernel_families as Markdown, per step, with each family's share of the kernels' time."""
+    families = kernel_families(kernels)
+    total = sum(spent for _, spent, _ in families) or 1.0
+    rows = [f"| {f} | {spent / steps:.2f} | {100 * spent / total:.1f} % | {n / steps:g} |" for f, spent, n in families]
+    return "\n".join(["| kernels | ms per step | share | launches per step |", "| --- | --- | --- | --- |", *rows])
+
+
 def profile(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, window: Tensor, log,
             byte_table: np.ndarray | None, vocab_table: VocabTable | None) -> None:
     """Logs the operators and kernels of profile_steps training steps on random tokens, by their own time:
-    on the GPU, then (on CUDA) on the host, where launches and waits show whether the host keeps ahead.
-    Runs after the timed steps: a CUDA profiling session can slow later kernel launches in the process."""
+    on the GPU, then (on CUDA) on the host, where launches and waits show whether the host keeps ahead, and
+    the GPU's time by kernel family. Runs after the timed steps: a CUDA profiling session can slow later
+    kernel launches in the process."""
     batches = random_batches(cfg, cfg.seq_len, runtime.device, byte_table)
     activities = [ProfilerActivity.CPU]
     if runtime.device.type == "cuda":
@@ -2361,6 +2392,11 @@ def profile(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, wind
     for where, sort, rows in tables:
         log(f"profile of {cfg.profile_steps} training steps (rank {runtime.rank}), by {where} time:\n"
             + prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=90))
+    if runtime.device.type == "cuda":
+        kernels = [(event.key, event.self_device_time_total / 1000, event.count) for event in prof.key_averages()
+                   if event.device_type == torch.autograd.DeviceType.CUDA]
+        log(f"GPU time of {cfg.profile_steps} training steps by kernel family:\n"
+            + family_table(kernels, cfg.profile_steps))
 
 
 # -----------------------------------------------------------------------------

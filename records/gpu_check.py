@@ -43,6 +43,7 @@ SHORT_TRACK = ["--global_batch_seqs=1", "--val_loss_every=0", "--val_tokens=2621
                "--warmup_steps=1"]
 REHEARSED = "baseline"  # the family whose first step the rehearsal's two ranks take again
 REHEARSED_BATCH = ["--global_batch_seqs=2"]  # a sequence per rank; one process takes them as two micro-steps
+PROFILED = "everything"  # the family that also profiles a step at its end, as every bench_mot.py run does
 TRAIN_LOSS = re.compile(r"^step:(\d+)/\d+ train_loss:(\S+)", re.M)
 FINAL = re.compile(r"^final val_loss:(\S+) ", re.M)
 PEAK = re.compile(r"^peak memory allocated: (\d+) MiB", re.M)
@@ -118,7 +119,8 @@ def family_label(name: str) -> str:
 def family_command(name: str, args, *changes: str) -> list[str]:
     """The family's train_gpt.py command, with changes to its flags."""
     batch = REHEARSED_BATCH if name == REHEARSED else []
-    return train_command(args.data, args.name, *SHORT_TRACK, *schedule(args.steps), *batch,
+    profiled = ["--profile_steps=1"] if name == PROFILED else []
+    return train_command(args.data, args.name, *SHORT_TRACK, *schedule(args.steps), *batch, *profiled,
                          f"--log_dir={args.logs / name}", *VARIANTS[name], *changes)
 
 

@@ -492,6 +492,8 @@ def test_gpu_check_runs_every_check_and_appends_its_verdict(tmp_path, monkeypatc
     # the baseline takes two sequences a step; its ranks take its first step, one sequence each
     flags = {name: dict(a.partition("=")[::2] for a in c if a.startswith("--")) for name, c in commands.items()}
     assert flags["baseline"]["--global_batch_seqs"] == "2" and flags["cross"]["--global_batch_seqs"] == "1"
+    assert [name for name in commands if "--profile_steps" in flags[name]] == ["everything"]  # bench_mot's path
+    assert flags["everything"]["--profile_steps"] == "1"
     assert commands["two_ranks"][1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     assert {k: v for k, v in flags["two_ranks"].items() if flags["baseline"].get(k) != v} == {
         "--standalone": "", "--nproc_per_node": "2", "--stop_step": "1", "--rehearse": "1",
