@@ -121,7 +121,7 @@ class Hyperparameters:
     device: str = "auto"  # "cuda", "cpu", or "auto" (cuda when present)
     coordinate_descent_tuning: bool = False  # inductor kernel autotuning: compile took over 4.5 min on an H200 (DEVLOG)
     log_dir: str = "logs"  # folder of <run id>.txt and the run's checkpoints, relative to the working directory
-    profile_steps: int = 0  # after the run, profile this many more steps on random tokens (table in the log)
+    profile_steps: int = 0  # after the run, profile this many more steps on random tokens (tables in the log)
     bench_ranks: int = 0  # timing only: one GPU does one of N ranks' share of optimizers and table (wrong training)
     rehearse: bool = False  # torchrun ranks share the GPUs (rank r on GPU r mod count), exchange over gloo: slow
     devlog: str = ""  # append the run's result line with this note to DEVLOG.md
