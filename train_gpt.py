@@ -68,6 +68,7 @@ class Hyperparameters:
     # attention windows
     attn_block_size: int = 128  # FlexAttention block; windows grow in whole blocks
     window_max_tokens: int = 1728  # long window at the end of training (rounded up to a block)
+    flex_kernel_options: str = ""  # FlexAttention kernels' options, e.g. "BLOCK_M=64,num_warps=4"; empty: its own
     # Mixture-of-Tokenizers front end
     use_mot: bool = False  # every token also sees its own UTF-8 bytes (off: exactly the baseline)
     bytes_per_token: int = 16  # byte slot per token; must match the byte shards
@@ -1120,10 +1121,11 @@ def banded_block_mask(length: int, block_size: int, band: int, mask_mod, device:
 
 
 class FlexAttentionBackend:
-    """Block-sparse FlexAttention; compiled with the model on CUDA."""
+    """Block-sparse FlexAttention; compiled with the model on CUDA. kernel_options: its kernels' options (tile
+    sizes, warps, stages), None for its own choice."""
 
-    def __init__(self, block_size: int):
-        self.block_size = block_size
+    def __init__(self, block_size: int, kernel_options: dict[str, int] | None = None):
+        self.block_size, self.kernel_options = block_size, kernel_options or None
 
     def mask(self, docs: Tensor, window_blocks: Tensor) -> BlockMask:
         return flex_block_mask(docs, self.block_size, window_blocks)
@@ -1134,9 +1136,8 @@ class FlexAttentionBackend:
         mask_mod = byte_window_causal(token_docs, slots, window_tokens, doc_mask)
         return banded_block_mask(len(token_docs) * slots, BYTE_BLOCK_SIZE, band, mask_mod, token_docs.device)
 
-    @staticmethod
-    def attend(q: Tensor, k: Tensor, v: Tensor, mask: BlockMask, scale: float) -> Tensor:
-        return flex_attention(q, k, v, block_mask=mask, scale=scale)
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: BlockMask, scale: float) -> Tensor:
+        return flex_attention(q, k, v, block_mask=mask, scale=scale, kernel_options=self.kernel_options)
 
 
 class DenseAttentionBackend:
@@ -1714,6 +1715,14 @@ def byte_target_loss(features: Tensor, head_weight: Tensor, label_table: Tensor,
     return weight * per_byte.mean(dim=0).sum()
 
 
+def parse_kernel_options(text: str) -> dict[str, int]:
+    """flex_kernel_options' comma-separated name=integer pairs (empty: none)."""
+    pairs = [part.split("=") for part in text.replace(" ", "").split(",") if part]
+    if any(len(pair) != 2 or not pair[0].isidentifier() for pair in pairs):
+        raise ValueError(text)
+    return {name: int(value) for name, value in pairs}
+
+
 def parse_weights(text: str) -> list[float]:
     """mtp_weights' comma-separated numbers (empty: none)."""
     return [float(part) for part in text.split(",")] if text.strip() else []
@@ -2032,8 +2041,10 @@ def check_table_memory(cfg: Hyperparameters, runtime: Runtime) -> None:
                        "record's bigram: 251520)")
 
 
-def attention_backend(runtime: Runtime, block_size: int):
-    return FlexAttentionBackend(block_size) if runtime.flex else DenseAttentionBackend(block_size)
+def attention_backend(runtime: Runtime, cfg: Hyperparameters):
+    if runtime.flex:
+        return FlexAttentionBackend(cfg.attn_block_size, parse_kernel_options(cfg.flex_kernel_options))
+    return DenseAttentionBackend(cfg.attn_block_size)
 
 
 def build_model(cfg: Hyperparameters, runtime: Runtime) -> GPT:
@@ -2041,7 +2052,7 @@ def build_model(cfg: Hyperparameters, runtime: Runtime) -> GPT:
     max_seq_len = max(cfg.seq_len, cfg.val_seq_len)
     frequent = cfg.prefix_weight > 0 and cfg.prefix_choice == "frequent"
     counts = training_token_counts(cfg.train_files, cfg.vocab_size) if frequent else None
-    model = GPT(cfg, attention_backend(runtime, cfg.attn_block_size), max_seq_len, runtime.fp8_head, counts)
+    model = GPT(cfg, attention_backend(runtime, cfg), max_seq_len, runtime.fp8_head, counts)
     model = model.to(runtime.device)
     for module in model.modules():
         if isinstance(module, nn.Embedding):
@@ -2725,6 +2736,12 @@ def check_config(cfg: Hyperparameters) -> None:
     if cfg.bytes_per_token % cfg.byte_pool:
         raise RunError(f"byte_pool={cfg.byte_pool} must divide bytes_per_token={cfg.bytes_per_token}")
     check_target_weights(cfg)
+    try:
+        parse_kernel_options(cfg.flex_kernel_options)
+    except ValueError:
+        raise RunError(f"flex_kernel_options={cfg.flex_kernel_options!r}: give name=integer pairs separated by "
+                       "commas, e.g. --flex_kernel_options=BLOCK_M=64,num_warps=4 (empty: FlexAttention's "
+                       "own)") from None
     if cfg.prefix_depth > PREFIX_CHAIN_MAX:
         raise RunError(f"prefix_depth={cfg.prefix_depth}: GPT-2's longest prefix chain has {PREFIX_CHAIN_MAX} links "
                        f"(down to every token's first byte); use 1 to {PREFIX_CHAIN_MAX}")

@@ -1,5 +1,8 @@
 """Command-line overrides, schedules and one-line errors."""
+import dataclasses
+
 import pytest
+import torch
 
 import train_gpt as T
 
@@ -127,6 +130,9 @@ BAD_CONSTANTS = [
     ("--byte_target_weight=2", "byte_target_weight=2.0 must lie in [0, 1]"),
     ("--prefix_depth=1000", "prefix_depth=1000: GPT-2's longest prefix chain has 21 links"),
     ("--prefix_choice=often", "prefix_choice='often': use longest or frequent"),
+    ("--flex_kernel_options=BLOCK_M:64", "flex_kernel_options='BLOCK_M:64': give name=integer pairs separated by "
+                                         "commas"),
+    ("--flex_kernel_options=num_warps=four", "flex_kernel_options='num_warps=four': give name=integer pairs"),
     ("--byte_target_count=17", "byte_target_count=17: at most bytes_per_token=16"),
     ("--byte_mixer=ssm --byte_self_attn=0", "byte_mixer='ssm' with byte_self_attn=False, byte_dim=64: the scan mixes"),
     ("--byte_mixer=ssm --byte_self_attn=1 --byte_dim=48", "heads of 64 over twice byte_dim (a multiple of 32)"),
@@ -293,3 +299,13 @@ def test_a_relative_log_dir_gives_absolute_printed_paths(tmp_path, monkeypatch):
     cfg = T.parse_args(["--smoke", "--log_dir=runs"])
     log = T.Logger(cfg, T.select_runtime(cfg))
     assert log.path.is_absolute() and log.path.parent == tmp_path / "runs" and log.path.is_file()
+
+
+def test_flex_kernel_options_reach_the_flexattention_backend():
+    assert T.parse_kernel_options("") == {}
+    assert T.parse_kernel_options("BLOCK_M=64, num_warps=4") == {"BLOCK_M": 64, "num_warps": 4}
+    flex = T.Runtime(torch.device("cpu"), 0, 1, compiled=False, flex=True, fp8_head=False, embed_dtype=torch.float32)
+    cfg = T.parse_args(["--flex_kernel_options=BLOCK_M=64,BLOCK_N=32"])
+    assert T.attention_backend(flex, cfg).kernel_options == {"BLOCK_M": 64, "BLOCK_N": 32}
+    assert T.attention_backend(flex, T.parse_args([])).kernel_options is None  # FlexAttention's own choice
+    assert isinstance(T.attention_backend(dataclasses.replace(flex, flex=False), cfg), T.DenseAttentionBackend)

@@ -106,7 +106,7 @@ def test_compiled_flex_attention_with_the_step_window_on_cuda_is_dense_attention
     window = T.step_window(120, T.Hyperparameters(num_iterations=400), device)  # 4 blocks of 128
     q, k, v = (torch.randn(1, 2, n, 64, device=device) for _ in range(3))
     flex, dense = T.FlexAttentionBackend(block_size), T.DenseAttentionBackend(block_size)
-    attend = torch.compile(T.FlexAttentionBackend.attend, dynamic=False)
+    attend = torch.compile(flex.attend, dynamic=False)
     for flex_mask, dense_mask in ((flex.mask(docs, window), dense.mask(docs, window)),
                                   (flex.byte_mask(docs[:64], 16, 3, True), dense.byte_mask(docs[:64], 16, 3, True))):
         got = attend(q, k, v, flex_mask, 0.12)
