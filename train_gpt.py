@@ -756,10 +756,11 @@ if triton is not None:
                                    K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                                    BLOCK_K: tl.constexpr, FORWARD: tl.constexpr):
         """Tiles of a @ b.T, (M, K) by (N, K) in bfloat16 with float32 sums, each program taking every
-        num_programs-th tile; each tile's epilogue runs in two halves of BLOCK_N / 2 columns (half the
-        shared memory to stage the stores)."""
+        num_programs-th tile (the loops flattened into one, so loads for the next tile overlap this one's
+        epilogue); each tile's epilogue runs in two halves of BLOCK_N / 2 columns (half the shared memory to
+        stage the stores)."""
         tiles_n = tl.cdiv(N, BLOCK_N)
-        for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tiles_n, tl.num_programs(0)):
+        for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tiles_n, tl.num_programs(0), flatten=True):
             row, col = (tile // tiles_n) * BLOCK_M, (tile % tiles_n) * BLOCK_N
             total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
             for k in range(0, K, BLOCK_K):
