@@ -769,12 +769,11 @@ if triton is not None:
             relu_square_epilogue(left, out_desc, pre_desc, row, col, FORWARD)
             relu_square_epilogue(right, out_desc, pre_desc, row, col + BLOCK_N // 2, FORWARD)
 
-    def relu_square_product(a: Tensor, b: Tensor, pre: Tensor | None = None,
-                            blocks: tuple[int, int, int] = (128, 256, 64)) -> tuple[Tensor, Tensor]:
+    def relu_square_product(a: Tensor, b: Tensor, pre: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """relu_square_product_kernel, a program per multiprocessor: (out, pre), pre given (the backward) or
         written (the forward)."""
         (rows, depth), hidden = a.shape, b.size(0)
-        block_m, block_n, block_k = blocks
+        block_m, block_n, block_k = 128, 256, 64
         forward = pre is None
         out = a.new_empty((rows, hidden))
         pre = a.new_empty((rows, hidden)) if forward else pre.contiguous()
