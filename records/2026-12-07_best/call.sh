@@ -1,0 +1,34 @@
+#!/bin/bash
+# One device call of short-track runs in lanes side by side, each lane an argument: a list of runs
+# VARIANT:SEEDS:STEPS:FOLDER taken in order, one process per run (one compile for its seeds). A seed whose log
+# is already under /tmp/res/FOLDER_* (a warm machine keeps the call before's) is not run again; every run
+# stops by LIMIT, keeping the seeds that finished. The logs come back in runs.tgz, by folder and lane.
+#   LIMIT=590 bash records/2026-12-07_best/call.sh "bigram:9,10,11:390:q1 mtp:1,2,3:400:study" "..."
+source records/2026-12-07_answer/common.sh
+todo() {  # the seeds of the list $2 with no log of variant $1 under folder $3 yet, comma-separated
+  local seeds=() seed
+  for seed in ${2//,/ }; do
+    ls /tmp/res/$3_*/$1_seed$seed.txt > /dev/null 2>&1 || seeds+=($seed)
+  done
+  (IFS=,; echo "${seeds[*]}")
+}
+lane() {  # lane NAME "RUN RUN ...", each RUN VARIANT:SEEDS:STEPS:FOLDER
+  local name=$1 run variant seeds steps folder todo_seeds
+  for run in $2; do
+    IFS=: read variant seeds steps folder <<< "$run"
+    todo_seeds=$(todo $variant $seeds $folder)
+    if [ -n "$todo_seeds" ] && [ $(left) -gt 90 ]; then
+      python3 records/short_track.py --data /tmp/wiki --name wiki --out /tmp/res/${folder}_$name --variants $variant \
+        --seeds $todo_seeds --seeds_per_process 12 --steps $steps --deadline $(( $(left) - 30 )) \
+        >> $OUT/lane_$name.txt 2>&1
+    fi
+  done
+}
+names=(A B C)
+for index in $(seq 0 $(( $# - 1 ))); do
+  lane ${names[$index]} "${@:$(( index + 1 )):1}" &
+done
+wait
+grep -h " seed .* steps" $OUT/lane_*.txt
+tar czf $OUT/runs.tgz --exclude='*.png' --exclude=logs -C /tmp/res $(cd /tmp/res && ls -d *_[ABC] 2>/dev/null)
+echo "ended at $(( $(date +%s) - start )) s"
