@@ -11,7 +11,7 @@ OLD=.devdata/at0ffb
 timeout $(left) $BENCH --timeout 320 --ranks 8 --variants baseline --against $OLD --log_dir /tmp/res/ranks8 > $OUT/ranks8.txt 2>&1
 grep -E "^baseline|^\|" $OUT/ranks8.txt | cut -c1-200
 echo "ranks8 ended at $(( $(date +%s) - start )) s"
-timeout $(left) $BENCH --steps 150 --variants baseline --against $OLD --log_dir /tmp/res/micro1 > $OUT/micro1.txt 2>&1
+timeout $(left) $BENCH --micro_steps 1 --steps 150 --variants baseline --against $OLD --log_dir /tmp/res/micro1 > $OUT/micro1.txt 2>&1
 grep -E "^baseline|^\|" $OUT/micro1.txt | cut -c1-200
 echo "micro1 ended at $(( $(date +%s) - start )) s"
 for opts in "" USE_TMA=1 ROWS_GUARANTEED_SAFE=1 BLOCK_N=128,num_stages=2 BLOCK_M1=64,BLOCK_N1=64,BLOCK_M2=64,BLOCK_N2=64; do
