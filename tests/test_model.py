@@ -142,7 +142,7 @@ def test_mlp_kernels_on_cuda_are_the_float64_products(rows, dim):
     assert torch.equal(post, F.relu(pre.float()).square().bfloat16())
     grad = T.relu_square_grad(grad_out.cuda(), w_proj.cuda(), pre.cuda()).cpu()
     want = ((grad_out.double() @ w_proj.double()).bfloat16().double() * 2 * F.relu(pre.double())).bfloat16()
-    # two roundings: where the product's own rounding goes the other way, the gradient's adds a half step
+    # two steps: where the product rounds the other way (one step), the results' roundings add one more
     torch.testing.assert_close(grad, want, rtol=2 ** -6, atol=1e-3)
     assert (grad != want).float().mean() < 1e-2
     assert (pre <= 0).float().mean() > 0.3 and torch.equal(grad[pre <= 0], torch.zeros_like(grad[pre <= 0]))
