@@ -531,11 +531,12 @@ def test_answer_table_is_rebuilt_from_the_committed_logs(tmp_path, capsys):
         answer.main(["--costs", str(costs)])
 
 
-def test_answer_table_gives_a_lone_seed_its_value_without_an_interval(monkeypatch, capsys):
+def test_answer_table_gives_a_lone_seed_its_value_without_an_interval(monkeypatch, capsys, tmp_path):
     import answer
-    logs, finals = answer.STUDIES["byte structure"]
-    lone = answer.RECORDS / "2026-12-07_byte_structure" / "mtp_first_seed"
-    monkeypatch.setitem(answer.STUDIES, "byte structure", ([*logs, lone], finals))
+    baselines = [log for log in answer.STUDIES["byte structure"][0] if log.name.startswith("baseline_seed")]
+    lone = answer.RECORDS / "2026-12-07_byte_structure" / "study" / "mtp_seed0.txt"
+    (tmp_path / lone.name).write_text(lone.read_text())  # the arm's one seed, whatever seeds join it later
+    monkeypatch.setitem(answer.STUDIES, "byte structure", ([*baselines, tmp_path], []))
     answer.main([])
     rows = capsys.readouterr().out.splitlines()
     # 4.1393 against the mean of the 7 baseline seeds of 2026-12-06, 4.1322; cost 0.999 in the committed table
