@@ -1,9 +1,11 @@
 #!/bin/bash
 # One device call of short-track runs in lanes side by side, each lane an argument: a list of runs
-# VARIANT:SEEDS:STEPS:FOLDER taken in order, one process per run (one compile for its seeds). A seed whose log
+# VARIANT:SEEDS:STEPS:FOLDER[:EXTRA] taken in order, one process per run (one compile for its seeds); EXTRA is
+# more train_gpt.py flags for the run, joined by '+' (question 3: --global_batch_seqs=2). A seed whose log
 # is already under /tmp/res/FOLDER_* (a warm machine keeps the call before's) is not run again; every run
 # stops by LIMIT, keeping the seeds that finished. The logs come back in runs.tgz, by folder and lane.
-#   LIMIT=590 bash records/2026-12-07_best/call.sh "bigram:9,10,11:390:q1 mtp:1,2,3:400:study" "..."
+#   LIMIT=590 bash records/2026-12-07_best/call.sh "bigram:9,10,11:390:q1 mtp:1,2,3:400:study" \
+#       "bigram_prefix:0,1,2:249:q3:--global_batch_seqs=2"
 source records/2026-12-07_answer/common.sh
 todo() {  # the seeds of the list $2 with no log of variant $1 under folder $3 yet, comma-separated
   local seeds=() seed
@@ -12,15 +14,15 @@ todo() {  # the seeds of the list $2 with no log of variant $1 under folder $3 y
   done
   (IFS=,; echo "${seeds[*]}")
 }
-lane() {  # lane NAME "RUN RUN ...", each RUN VARIANT:SEEDS:STEPS:FOLDER
-  local name=$1 run variant seeds steps folder todo_seeds
+lane() {  # lane NAME "RUN RUN ...", each RUN VARIANT:SEEDS:STEPS:FOLDER[:EXTRA]
+  local name=$1 run variant seeds steps folder extra todo_seeds
   for run in $2; do
-    IFS=: read variant seeds steps folder <<< "$run"
+    IFS=: read variant seeds steps folder extra <<< "$run"
     todo_seeds=$(todo $variant $seeds $folder)
     if [ -n "$todo_seeds" ] && [ $(left) -gt 90 ]; then
       python3 records/short_track.py --data /tmp/wiki --name wiki --out /tmp/res/${folder}_$name --variants $variant \
         --seeds $todo_seeds --seeds_per_process 12 --steps $steps --deadline $(( $(left) - 30 )) \
-        >> $OUT/lane_$name.txt 2>&1
+        ${extra:+"--extra=${extra//+/ }"} >> $OUT/lane_$name.txt 2>&1
     fi
   done
 }
