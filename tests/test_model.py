@@ -100,7 +100,6 @@ def test_every_parameter_has_one_optimizer(tiny):
     assert model.lm_head.weight in adam.param_groups[0]["params"]
 
 
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_mlp_through_its_two_ops_is_the_plain_mlp(dtype):
     """The MLP's CPU path (the ops' PyTorch code, the backward written out) against autograd through
@@ -122,7 +121,6 @@ def test_mlp_through_its_two_ops_is_the_plain_mlp(dtype):
     for got, expected in [(out, want), (got_x.grad, want_x.grad), (mlp.c_fc.weight.grad, w_fc.grad),
                           (mlp.c_proj.weight.grad, w_proj.grad)]:
         assert got.dtype == expected.dtype and torch.equal(got, expected)
-
 
 
 @needs_cuda
