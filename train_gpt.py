@@ -718,6 +718,21 @@ def _(grad_out: Tensor, w_proj: Tensor, pre: Tensor) -> Tensor:
     return torch.empty_like(pre)
 
 
+@dataclass(frozen=True)
+class ProductTiles:
+    """A Triton product's tiling: block_m x block_n output tiles summed block_k deep, the launch's warps and
+    pipeline stages, and its programs per multiprocessor."""
+    block_m: int = 128
+    block_n: int = 256
+    block_k: int = 64
+    warps: int = 8
+    stages: int = 3
+    programs_per_sm: int = 1
+
+
+MLP_TILES = ProductTiles()  # the MLP's products (records/2026-12-07_step/mlp_kernels.py times others)
+
+
 class ReluSquareMLP(torch.autograd.Function):
     """relu(x @ w_fc.T)^2 @ w_proj.T for (rows, d) x, with the hidden layer's two ops; the weights' and the
     input's gradients are the products autograd takes for F.linear."""
@@ -752,13 +767,12 @@ if triton is not None:
             out_desc.store([row, col], (product * (2.0 * active)).to(tl.bfloat16))
 
     @triton.jit
-    def relu_square_product_kernel(a_desc, b_desc, out_desc, pre_desc, M: tl.constexpr, N: tl.constexpr,
-                                   K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                                   BLOCK_K: tl.constexpr, FORWARD: tl.constexpr):
+    def relu_square_product_kernel(a_desc, b_desc, out_desc, pre_desc, M, N, K: tl.constexpr, BLOCK_M: tl.constexpr,
+                                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FORWARD: tl.constexpr):
         """Tiles of a @ b.T, (M, K) by (N, K) in bfloat16 with float32 sums, each program taking every
         num_programs-th tile (the loops flattened into one, so loads for the next tile overlap this one's
         epilogue); each tile's epilogue runs in two halves of BLOCK_N / 2 columns (half the shared memory to
-        stage the stores)."""
+        stage the stores). M and N are run-time values: one compiled kernel serves every row count."""
         tiles_n = tl.cdiv(N, BLOCK_N)
         for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tiles_n, tl.num_programs(0), flatten=True):
             row, col = (tile // tiles_n) * BLOCK_M, (tile % tiles_n) * BLOCK_N
@@ -769,22 +783,23 @@ if triton is not None:
             relu_square_epilogue(left, out_desc, pre_desc, row, col, FORWARD)
             relu_square_epilogue(right, out_desc, pre_desc, row, col + BLOCK_N // 2, FORWARD)
 
-    def relu_square_product(a: Tensor, b: Tensor, pre: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """relu_square_product_kernel, a program per multiprocessor: (out, pre), pre given (the backward) or
-        written (the forward)."""
+    def relu_square_product(a: Tensor, b: Tensor, pre: Tensor | None = None,
+                            tiles: ProductTiles = MLP_TILES) -> tuple[Tensor, Tensor]:
+        """relu_square_product_kernel, tiles.programs_per_sm programs per multiprocessor: (out, pre), pre
+        given (the backward) or written (the forward)."""
         (rows, depth), hidden = a.shape, b.size(0)
-        block_m, block_n, block_k = 128, 256, 64
         forward = pre is None
         out = a.new_empty((rows, hidden))
         pre = a.new_empty((rows, hidden)) if forward else pre.contiguous()
-        tiles = triton.cdiv(rows, block_m) * triton.cdiv(hidden, block_n)
-        programs = min(tiles, torch.cuda.get_device_properties(a.device).multi_processor_count)
-        a_desc = TensorDescriptor.from_tensor(a.contiguous(), [block_m, block_k])
-        b_desc = TensorDescriptor.from_tensor(b.contiguous(), [block_n, block_k])
-        out_desc, pre_desc = (TensorDescriptor.from_tensor(t, [block_m, block_n // 2]) for t in (out, pre))
+        count = triton.cdiv(rows, tiles.block_m) * triton.cdiv(hidden, tiles.block_n)
+        processors = torch.cuda.get_device_properties(a.device).multi_processor_count
+        programs = min(count, tiles.programs_per_sm * processors)
+        a_desc = TensorDescriptor.from_tensor(a.contiguous(), [tiles.block_m, tiles.block_k])
+        b_desc = TensorDescriptor.from_tensor(b.contiguous(), [tiles.block_n, tiles.block_k])
+        out_desc, pre_desc = (TensorDescriptor.from_tensor(t, [tiles.block_m, tiles.block_n // 2]) for t in (out, pre))
         relu_square_product_kernel[(programs,)](a_desc, b_desc, out_desc, pre_desc, rows, hidden, depth,
-                                                BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-                                                FORWARD=forward, num_warps=8, num_stages=3)
+                                                BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n, BLOCK_K=tiles.block_k,
+                                                FORWARD=forward, num_warps=tiles.warps, num_stages=tiles.stages)
         return out, pre
 
     def runs_fused(x: Tensor) -> bool:
@@ -2356,8 +2371,8 @@ def warm_up(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, log,
 KERNEL_FAMILIES = (  # (family, pieces of kernel names), in the order names are matched
     ("FlexAttention", ("flex_attention",)),
     ("MLP products with the squared ReLU", ("relu_square_product",)),
-    ("squared ReLU", ("relu",)),
     ("rms norms and what is fused with them", ("rms_norm",)),
+    ("squared ReLU", ("relu",)),
     ("the head's loss", ("logit_",)),
     ("matrix products", ("nvjet", "gemm", "cutlass", "xmma")),
     ("memory copies and sets", ("Memcpy", "Memset")),
