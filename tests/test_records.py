@@ -549,3 +549,48 @@ def test_every_variant_names_constants_the_trainer_takes():
     configs = {name: T.parse_args(flags) for name, flags in bench_mot.VARIANTS.items()}  # a misspelt one stops
     kept = configs["bigram_prefix_kept"]
     assert (kept.prefix_weight, kept.prefix_decay, configs["bigram_prefix"].prefix_decay) == (0.5, False, True)
+
+
+def load_record21():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("record21", ROOT / "records" / "2026-12-07_step" / "record21.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RECORD_LINES = """x = 1
+assert world_size == 8 # this code is designed for 8xH100
+    train_files = "data/fineweb10B/fineweb_train_*.bin" # input .bin to train on
+    val_files = "data/fineweb10B/fineweb_val_*.bin" # input .bin to eval validation loss on
+    val_tokens = 10485760 # how many tokens of validation data?
+    val_loss_every = 125 # every how many steps to evaluate val loss?
+    last_step = (step == train_steps)
+y = 2
+"""
+
+
+def test_record_code_is_patched_for_one_gpu_line_by_line_and_another_file_refused():
+    record21 = load_record21()
+    assert record21.patch(RECORD_LINES) == """x = 1
+    train_files = "wiki/wiki_train_*.bin" # input .bin to train on
+    val_files = "wiki/wiki_val_*.bin" # input .bin to eval validation loss on
+    val_tokens = 262144 # how many tokens of validation data?
+    val_loss_every = 0 # every how many steps to evaluate val loss?
+    last_step = (step == int(os.environ.get("STOP_STEP", train_steps)))
+y = 2
+"""
+    with pytest.raises(SystemExit, match="occurs 0 times, not once"):
+        record21.patch(RECORD_LINES.replace("val_tokens = 10485760", "val_tokens = 5"))
+    with pytest.raises(SystemExit, match="occurs 2 times, not once"):
+        record21.patch(RECORD_LINES + "    val_loss_every = 125\n")
+
+
+def test_record_log_gives_its_median_and_mean_step():
+    record21 = load_record21()
+    log = "".join(f"step:{step}/1770 train_time:{ms}ms step_avg:1.00ms\n"
+                  for step, ms in [(19, 1890), (20, 2000), (21, 2110), (22, 2221), (23, 2330)])
+    assert record21.step_summary(log + "step:23/1770 val_loss:5.0 train_time:2330ms\n", 21) == (110, 110.0)
+    assert record21.step_summary(log, 20) == (110, 110.0)  # 110, 110, 111, 109
+    with pytest.raises(SystemExit, match="no consecutive step lines from step 30"):
+        record21.step_summary(log, 30)
