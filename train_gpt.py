@@ -721,13 +721,14 @@ def _(grad_out: Tensor, w_proj: Tensor, pre: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class ProductTiles:
     """A Triton product's tiling: block_m x block_n output tiles summed block_k deep, the launch's warps and
-    pipeline stages, and its programs per multiprocessor."""
+    pipeline stages, its programs per multiprocessor, and whether Triton specializes warps by role."""
     block_m: int = 128
     block_n: int = 256
     block_k: int = 64
     warps: int = 8
     stages: int = 3
     programs_per_sm: int = 1
+    warp_specialize: bool = False
 
 
 MLP_TILES = ProductTiles()  # the MLP's products (records/2026-12-07_step/mlp_kernels.py times others)
@@ -768,13 +769,16 @@ if triton is not None:
 
     @triton.jit
     def relu_square_product_kernel(a_desc, b_desc, out_desc, pre_desc, M, N, K: tl.constexpr, BLOCK_M: tl.constexpr,
-                                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FORWARD: tl.constexpr):
+                                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FORWARD: tl.constexpr,
+                                   WARP_SPECIALIZE: tl.constexpr):
         """Tiles of a @ b.T, (M, K) by (N, K) in bfloat16 with float32 sums, each program taking every
         num_programs-th tile (the loops flattened into one, so loads for the next tile overlap this one's
-        epilogue); each tile's epilogue runs in two halves of BLOCK_N / 2 columns (half the shared memory to
-        stage the stores). M and N are run-time values: one compiled kernel serves every row count."""
+        epilogue; WARP_SPECIALIZE asks Triton to give loads, products and epilogue warps of their own); each
+        tile's epilogue runs in two halves of BLOCK_N / 2 columns (half the shared memory to stage the
+        stores). M and N are run-time values: one compiled kernel serves every row count."""
         tiles_n = tl.cdiv(N, BLOCK_N)
-        for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tiles_n, tl.num_programs(0), flatten=True):
+        for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tiles_n, tl.num_programs(0), flatten=True,
+                             warp_specialize=WARP_SPECIALIZE):
             row, col = (tile // tiles_n) * BLOCK_M, (tile % tiles_n) * BLOCK_N
             total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
             for k in range(0, K, BLOCK_K):
@@ -799,7 +803,8 @@ if triton is not None:
         out_desc, pre_desc = (TensorDescriptor.from_tensor(t, [tiles.block_m, tiles.block_n // 2]) for t in (out, pre))
         relu_square_product_kernel[(programs,)](a_desc, b_desc, out_desc, pre_desc, rows, hidden, depth,
                                                 BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n, BLOCK_K=tiles.block_k,
-                                                FORWARD=forward, num_warps=tiles.warps, num_stages=tiles.stages)
+                                                FORWARD=forward, WARP_SPECIALIZE=tiles.warp_specialize,
+                                                num_warps=tiles.warps, num_stages=tiles.stages)
         return out, pre
 
     def runs_fused(x: Tensor) -> bool:

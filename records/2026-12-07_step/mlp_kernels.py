@@ -29,6 +29,8 @@ TILINGS = {  # name: tiling, each a change of the default's
     "256x128": replace(BASE, block_m=256, block_n=128),
     "128x256, 128 deep, 2 stages": replace(BASE, block_k=128, stages=2),
     "64x256, 4 warps, 4 stages": replace(BASE, block_m=64, warps=4, stages=4),
+    "warps specialized": replace(BASE, warp_specialize=True),
+    "128x128, warps specialized": replace(BASE, block_n=128, warp_specialize=True),
 }
 
 
