@@ -594,3 +594,45 @@ def test_record_log_gives_its_median_and_mean_step():
     assert record21.step_summary(log, 20) == (110, 110.0)  # 110, 110, 111, 109
     with pytest.raises(SystemExit, match="no consecutive step lines from step 30"):
         record21.step_summary(log, 30)
+
+
+def test_gpu_check_cut_by_a_call_finishes_in_the_next_with_resume(tmp_path, monkeypatch, capsys):
+    """Call 1 passes the tests, baseline and cross and the rehearsal, while ngram outlasts its timeout; call 2
+    with --resume runs ngram alone and reads the rest back; another commit's --logs is refused."""
+    import gpu_check
+    logs, ran = shard_folder(tmp_path / "logs"), []
+    cut = {"ngram"}
+
+    def fake_subprocess_run(command, capture_output, text, cwd, timeout):
+        name = "cuda_tests" if "pytest" in command else next(
+            a for a in command if a.startswith("--log_dir=")).split("/")[-1]
+        ran.append(name)
+        if name in cut:
+            raise subprocess.TimeoutExpired(command, timeout)
+        if name == "cuda_tests":
+            return subprocess.CompletedProcess(command, 0, "4 passed, 264 deselected in 30.1s\n", "")
+        losses = {"two_ranks": [10.825900], "baseline": [10.825837, 9.9]}.get(name, [10.8, 9.5, 8.1])
+        return subprocess.CompletedProcess(command, 0, gpu_check_log(logs / f"{name}.txt", losses), "")
+
+    monkeypatch.setattr(gpu_check.subprocess, "run", fake_subprocess_run)
+    monkeypatch.setattr(gpu_check, "gpu", lambda: ("NVIDIA H100 80GB HBM3", 81559))
+    table, runs = tmp_path / "checks.md", tmp_path / "runs"
+    flags = ["--data", str(logs), "--table", str(table), "--logs", str(runs), "--families", "baseline,cross,ngram",
+             "--lanes", "1", "--commit", "abc1234"]
+    assert gpu_check.main(flags) == 1
+    assert sorted(ran) == ["baseline", "cross", "cuda_tests", "ngram", "two_ranks"]
+    assert (runs / "ngram_printed.txt").read_text().endswith("\n[gpu_check] exit status: timed out\n")
+    capsys.readouterr()
+    ran.clear()
+    cut.clear()
+    assert gpu_check.main([*flags, "--resume"]) == 0
+    assert ran == ["ngram"]
+    printed = capsys.readouterr().out.splitlines()
+    assert "pass  CUDA tests: 4 passed, 264 deselected in 30.1s" in printed
+    assert printed[-2] == ("pass  2 ranks rehearsed against the baseline's step 1: step 1 loss 10.825837 (baseline), "
+                           "10.825900 (2 ranks): agree")
+    assert printed[-1].startswith("GPU check of abc1234: pass (5 of 5), families baseline,cross,ngram only; 4 of them "
+                                  "read from an earlier call's output (--resume) on NVIDIA H100 80GB HBM3 in")
+    assert "| `abc1234` | NVIDIA H100 80GB HBM3 | pass (5 of 5)" in table.read_text().splitlines()[-1]
+    with pytest.raises(SystemExit, match="holds the check of abc1234, not def5678; give the --logs"):
+        gpu_check.main([*flags[:-1], "def5678", "--resume"])
