@@ -718,22 +718,6 @@ def _(grad_out: Tensor, w_proj: Tensor, pre: Tensor) -> Tensor:
     return torch.empty_like(pre)
 
 
-@dataclass(frozen=True)
-class ProductTiles:
-    """A Triton product's tiling: block_m x block_n output tiles summed block_k deep, the launch's warps and
-    pipeline stages, its programs per multiprocessor, and whether Triton specializes warps by role."""
-    block_m: int = 128
-    block_n: int = 256
-    block_k: int = 64
-    warps: int = 8
-    stages: int = 3
-    programs_per_sm: int = 1
-    warp_specialize: bool = False
-
-
-MLP_TILES = ProductTiles()  # the MLP's products (records/2026-12-07_step/mlp_kernels.py times others)
-
-
 class ReluSquareMLP(torch.autograd.Function):
     """relu(x @ w_fc.T)^2 @ w_proj.T for (rows, d) x, with the hidden layer's two ops; the weights' and the
     input's gradients are the products autograd takes for F.linear."""
@@ -749,6 +733,22 @@ class ReluSquareMLP(torch.autograd.Function):
         x, w_fc, w_proj, pre, post = ctx.saved_tensors
         grad_pre = relu_square_grad(grad_out, w_proj, pre)
         return grad_pre @ w_fc, grad_pre.T @ x, grad_out.T @ post
+
+
+@dataclass(frozen=True)
+class ProductTiles:
+    """A Triton product's tiling: block_m x block_n output tiles summed block_k deep, the launch's warps and
+    pipeline stages, its programs per multiprocessor, and whether Triton specializes warps by role."""
+    block_m: int = 128
+    block_n: int = 256
+    block_k: int = 64
+    warps: int = 8
+    stages: int = 3
+    programs_per_sm: int = 1
+    warp_specialize: bool = False
+
+
+MLP_TILES = ProductTiles()  # the MLP's products (records/2026-12-07_step/mlp_kernels.py times others)
 
 
 if triton is not None:
