@@ -2384,30 +2384,40 @@ KERNEL_FAMILIES = (  # (family, pieces of kernel names), in the order names are 
 )
 
 
+def kernel_family(name: str) -> str:
+    """The first family of KERNEL_FAMILIES that a piece of the kernel's name matches, else "other"."""
+    return next((f for f, pieces in KERNEL_FAMILIES if any(piece in name for piece in pieces)), "other")
+
+
 def kernel_families(kernels: list[tuple[str, float, int]]) -> list[tuple[str, float, int]]:
-    """(family, time, launches) for (name, time, launches) of GPU kernels, largest time first: each kernel in
-    the first family of KERNEL_FAMILIES that a piece of its name matches, else in "other"."""
+    """(family, time, launches) for (name, time, launches) of GPU kernels, largest time first."""
     totals = {}
     for name, spent, launches in kernels:
-        family = next((f for f, pieces in KERNEL_FAMILIES if any(piece in name for piece in pieces)), "other")
+        family = kernel_family(name)
         time_so_far, launches_so_far = totals.get(family, (0.0, 0))
         totals[family] = time_so_far + spent, launches_so_far + launches
     return sorted(((f, spent, n) for f, (spent, n) in totals.items()), key=lambda row: -row[1])
 
 
-def family_table(kernels: list[tuple[str, float, int]], steps: int) -> str:
-    """kernel_families as Markdown, per step, with each family's share of the kernels' time."""
-    families = kernel_families(kernels)
-    total = sum(spent for _, spent, _ in families) or 1.0
-    rows = [f"| {f} | {spent / steps:.2f} | {100 * spent / total:.1f} % | {n / steps:g} |" for f, spent, n in families]
-    return "\n".join(["| kernels | ms per step | share | launches per step |", "| --- | --- | --- | --- |", *rows])
+def family_table(kernels: list[tuple[str, float, int]], steps: int, unfiled: int = 8) -> str:
+    """kernel_families as Markdown, per step, with each family's share of the kernels' time; then the
+    largest unfiled kernels of "other", by name."""
+    total = sum(spent for _, spent, _ in kernels) or 1.0
+
+    def row(label: str, spent: float, launches: int) -> str:
+        return f"| {label} | {spent / steps:.2f} | {100 * spent / total:.1f} % | {launches / steps:g} |"
+
+    header = "| {} | ms per step | share | launches per step |\n| --- | --- | --- | --- |"
+    others = sorted((k for k in kernels if kernel_family(k[0]) == "other"), key=lambda k: -k[1])[:unfiled]
+    return "\n".join([header.format("kernels"), *(row(*family) for family in kernel_families(kernels)), "",
+                      header.format('the largest in "other"'), *(row(name[:90], *rest) for name, *rest in others)])
 
 
 def profile(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, window: Tensor, log,
             byte_table: np.ndarray | None, vocab_table: VocabTable | None) -> None:
     """Logs the operators and kernels of profile_steps training steps on random tokens, by their own time:
     on the GPU, then (on CUDA) on the host, where launches and waits show whether the host keeps ahead, and
-    the GPU's time by kernel family. Runs after the timed steps: a CUDA profiling session can slow later
+    the GPU's time by kernel family, with the largest kernels that no family takes. Runs after the timed steps: a CUDA profiling session can slow later
     kernel launches in the process."""
     batches = random_batches(cfg, cfg.seq_len, runtime.device, byte_table)
     activities = [ProfilerActivity.CPU]
