@@ -2417,8 +2417,8 @@ def profile(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, wind
             byte_table: np.ndarray | None, vocab_table: VocabTable | None) -> None:
     """Logs the operators and kernels of profile_steps training steps on random tokens, by their own time:
     on the GPU, then (on CUDA) on the host, where launches and waits show whether the host keeps ahead, and
-    the GPU's time by kernel family, with the largest kernels that no family takes. Runs after the timed steps: a CUDA profiling session can slow later
-    kernel launches in the process."""
+    the GPU's time by kernel family, with the largest kernels that no family takes. Runs after the timed
+    steps: a CUDA profiling session can slow later kernel launches in the process."""
     batches = random_batches(cfg, cfg.seq_len, runtime.device, byte_table)
     activities = [ProfilerActivity.CPU]
     if runtime.device.type == "cuda":
