@@ -735,6 +735,22 @@ class ReluSquareMLP(torch.autograd.Function):
         return grad_pre @ w_fc, grad_pre.T @ x, grad_out.T @ post
 
 
+@dataclass(frozen=True)
+class ProductTiles:
+    """A Triton product's tiling: block_m x block_n output tiles summed block_k deep, the launch's warps and
+    pipeline stages, its programs per multiprocessor, and whether Triton specializes warps by role."""
+    block_m: int = 128
+    block_n: int = 256
+    block_k: int = 64
+    warps: int = 8
+    stages: int = 3
+    programs_per_sm: int = 1
+    warp_specialize: bool = False
+
+
+MLP_TILES = ProductTiles()  # the MLP's products (records/2026-12-07_step/mlp_kernels.py times others)
+
+
 if triton is not None:
     from triton.tools.tensor_descriptor import TensorDescriptor
 
@@ -752,15 +768,17 @@ if triton is not None:
             out_desc.store([row, col], (product * (2.0 * active)).to(tl.bfloat16))
 
     @triton.jit
-    def relu_square_product_kernel(a_desc, b_desc, out_desc, pre_desc, M: tl.constexpr, N: tl.constexpr,
-                                   K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                                   BLOCK_K: tl.constexpr, FORWARD: tl.constexpr):
+    def relu_square_product_kernel(a_desc, b_desc, out_desc, pre_desc, M, N, K: tl.constexpr, BLOCK_M: tl.constexpr,
+                                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FORWARD: tl.constexpr,
+                                   WARP_SPECIALIZE: tl.constexpr):
         """Tiles of a @ b.T, (M, K) by (N, K) in bfloat16 with float32 sums, each program taking every
         num_programs-th tile (the loops flattened into one, so loads for the next tile overlap this one's
-        epilogue); each tile's epilogue runs in two halves of BLOCK_N / 2 columns (half the shared memory to
-        stage the stores)."""
+        epilogue; WARP_SPECIALIZE asks Triton to give loads, products and epilogue warps of their own); each
+        tile's epilogue runs in two halves of BLOCK_N / 2 columns (half the shared memory to stage the
+        stores). M and N are run-time values: one compiled kernel serves every row count."""
         tiles_n = tl.cdiv(N, BLOCK_N)
-        for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tiles_n, tl.num_programs(0), flatten=True):
+        for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tiles_n, tl.num_programs(0), flatten=True,
+                             warp_specialize=WARP_SPECIALIZE):
             row, col = (tile // tiles_n) * BLOCK_M, (tile % tiles_n) * BLOCK_N
             total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
             for k in range(0, K, BLOCK_K):
@@ -769,22 +787,24 @@ if triton is not None:
             relu_square_epilogue(left, out_desc, pre_desc, row, col, FORWARD)
             relu_square_epilogue(right, out_desc, pre_desc, row, col + BLOCK_N // 2, FORWARD)
 
-    def relu_square_product(a: Tensor, b: Tensor, pre: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """relu_square_product_kernel, a program per multiprocessor: (out, pre), pre given (the backward) or
-        written (the forward)."""
+    def relu_square_product(a: Tensor, b: Tensor, pre: Tensor | None = None,
+                            tiles: ProductTiles = MLP_TILES) -> tuple[Tensor, Tensor]:
+        """relu_square_product_kernel, tiles.programs_per_sm programs per multiprocessor: (out, pre), pre
+        given (the backward) or written (the forward)."""
         (rows, depth), hidden = a.shape, b.size(0)
-        block_m, block_n, block_k = 128, 256, 64
         forward = pre is None
         out = a.new_empty((rows, hidden))
         pre = a.new_empty((rows, hidden)) if forward else pre.contiguous()
-        tiles = triton.cdiv(rows, block_m) * triton.cdiv(hidden, block_n)
-        programs = min(tiles, torch.cuda.get_device_properties(a.device).multi_processor_count)
-        a_desc = TensorDescriptor.from_tensor(a.contiguous(), [block_m, block_k])
-        b_desc = TensorDescriptor.from_tensor(b.contiguous(), [block_n, block_k])
-        out_desc, pre_desc = (TensorDescriptor.from_tensor(t, [block_m, block_n // 2]) for t in (out, pre))
+        count = triton.cdiv(rows, tiles.block_m) * triton.cdiv(hidden, tiles.block_n)
+        processors = torch.cuda.get_device_properties(a.device).multi_processor_count
+        programs = min(count, tiles.programs_per_sm * processors)
+        a_desc = TensorDescriptor.from_tensor(a.contiguous(), [tiles.block_m, tiles.block_k])
+        b_desc = TensorDescriptor.from_tensor(b.contiguous(), [tiles.block_n, tiles.block_k])
+        out_desc, pre_desc = (TensorDescriptor.from_tensor(t, [tiles.block_m, tiles.block_n // 2]) for t in (out, pre))
         relu_square_product_kernel[(programs,)](a_desc, b_desc, out_desc, pre_desc, rows, hidden, depth,
-                                                BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-                                                FORWARD=forward, num_warps=8, num_stages=3)
+                                                BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n, BLOCK_K=tiles.block_k,
+                                                FORWARD=forward, WARP_SPECIALIZE=tiles.warp_specialize,
+                                                num_warps=tiles.warps, num_stages=tiles.stages)
         return out, pre
 
     def runs_fused(x: Tensor) -> bool:
@@ -2356,39 +2376,49 @@ def warm_up(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, log,
 KERNEL_FAMILIES = (  # (family, pieces of kernel names), in the order names are matched
     ("FlexAttention", ("flex_attention",)),
     ("MLP products with the squared ReLU", ("relu_square_product",)),
-    ("squared ReLU", ("relu",)),
     ("rms norms and what is fused with them", ("rms_norm",)),
+    ("squared ReLU", ("relu",)),
     ("the head's loss", ("logit_",)),
     ("matrix products", ("nvjet", "gemm", "cutlass", "xmma")),
     ("memory copies and sets", ("Memcpy", "Memset")),
 )
 
 
+def kernel_family(name: str) -> str:
+    """The first family of KERNEL_FAMILIES that a piece of the kernel's name matches, else "other"."""
+    return next((f for f, pieces in KERNEL_FAMILIES if any(piece in name for piece in pieces)), "other")
+
+
 def kernel_families(kernels: list[tuple[str, float, int]]) -> list[tuple[str, float, int]]:
-    """(family, time, launches) for (name, time, launches) of GPU kernels, largest time first: each kernel in
-    the first family of KERNEL_FAMILIES that a piece of its name matches, else in "other"."""
+    """(family, time, launches) for (name, time, launches) of GPU kernels, largest time first."""
     totals = {}
     for name, spent, launches in kernels:
-        family = next((f for f, pieces in KERNEL_FAMILIES if any(piece in name for piece in pieces)), "other")
+        family = kernel_family(name)
         time_so_far, launches_so_far = totals.get(family, (0.0, 0))
         totals[family] = time_so_far + spent, launches_so_far + launches
     return sorted(((f, spent, n) for f, (spent, n) in totals.items()), key=lambda row: -row[1])
 
 
-def family_table(kernels: list[tuple[str, float, int]], steps: int) -> str:
-    """kernel_families as Markdown, per step, with each family's share of the kernels' time."""
-    families = kernel_families(kernels)
-    total = sum(spent for _, spent, _ in families) or 1.0
-    rows = [f"| {f} | {spent / steps:.2f} | {100 * spent / total:.1f} % | {n / steps:g} |" for f, spent, n in families]
-    return "\n".join(["| kernels | ms per step | share | launches per step |", "| --- | --- | --- | --- |", *rows])
+def family_table(kernels: list[tuple[str, float, int]], steps: int, unfiled: int = 8) -> str:
+    """kernel_families as Markdown, per step, with each family's share of the kernels' time; then the
+    largest unfiled kernels of "other", by name."""
+    total = sum(spent for _, spent, _ in kernels) or 1.0
+
+    def row(label: str, spent: float, launches: int) -> str:
+        return f"| {label} | {spent / steps:.2f} | {100 * spent / total:.1f} % | {launches / steps:g} |"
+
+    header = "| {} | ms per step | share | launches per step |\n| --- | --- | --- | --- |"
+    others = sorted((k for k in kernels if kernel_family(k[0]) == "other"), key=lambda k: -k[1])[:unfiled]
+    return "\n".join([header.format("kernels"), *(row(*family) for family in kernel_families(kernels)), "",
+                      header.format('the largest in "other"'), *(row(name[:90], *rest) for name, *rest in others)])
 
 
 def profile(model: GPT, optimizers, cfg: Hyperparameters, runtime: Runtime, window: Tensor, log,
             byte_table: np.ndarray | None, vocab_table: VocabTable | None) -> None:
     """Logs the operators and kernels of profile_steps training steps on random tokens, by their own time:
     on the GPU, then (on CUDA) on the host, where launches and waits show whether the host keeps ahead, and
-    the GPU's time by kernel family. Runs after the timed steps: a CUDA profiling session can slow later
-    kernel launches in the process."""
+    the GPU's time by kernel family, with the largest kernels that no family takes. Runs after the timed
+    steps: a CUDA profiling session can slow later kernel launches in the process."""
     batches = random_batches(cfg, cfg.seq_len, runtime.device, byte_table)
     activities = [ProfilerActivity.CPU]
     if runtime.device.type == "cuda":

@@ -59,6 +59,23 @@ def study_runs(name: str) -> dict[str, list[dict]]:
     return study.read_runs(existing(logs), existing(finals))
 
 
+def final_losses(arm: list[dict]) -> list[float]:
+    """Each run's last validation loss."""
+    return [run["points"][-1][2] for run in arm]
+
+
+def measured_cells(values: list[float], baseline: list[float], line) -> tuple[list[str], list[float]]:
+    """An arm's seeds, its difference from the baseline and its worth per step as cells, and the worth with its
+    interval's ends (one seed: the value alone, no interval)."""
+    if len(values) == 1:
+        worth = line.steps_at(values[0]) / 400
+        return ["1", f"{values[0] - study.mean_std(baseline)[0]:+.4f} (one seed)", f"{worth:.3f} (one seed)"], [worth]
+    diff, low, high = study.welch_interval(values, baseline)
+    worth, worth_low, worth_high = study.break_even(line, values, 400)
+    return ([str(len(values)), f"{diff:+.4f} [{low:+.4f}, {high:+.4f}]",
+             f"{worth:.3f} [{worth_low:.3f}, {worth_high:.3f}]"], [worth, worth_low, worth_high])
+
+
 def answer_rows(costs: dict[str, float], cost_label: str) -> list[str]:
     """The table's Markdown rows: header, then one per variant of ROWS."""
     rows = [f"| variant | seeds | 400 steps: minus baseline [95 %] | worth per step [95 %] | cost per step "
@@ -72,22 +89,11 @@ def answer_rows(costs: dict[str, float], cost_label: str) -> list[str]:
         runs, line = cache[name]
         cost = costs.get(variant)
         cells = [label, "not run", "", "", f"{cost:.3f}" if cost else "not timed", ""]
-        if variant in runs and len(runs[variant]) == 1:  # a value, no interval
-            value = runs[variant][0]["points"][-1][2]
-            baseline = study.mean_std([run["points"][-1][2] for run in runs["baseline"]])[0]
-            worth = line.steps_at(value) / 400
-            cells[1:4] = ["1", f"{value - baseline:+.4f} (one seed)", f"{worth:.3f} (one seed)"]
+        if variant in runs:
+            cells[1:4], worths = measured_cells(final_losses(runs[variant]), final_losses(runs["baseline"]), line)
             if cost:
-                cells[5] = f"{100 * (worth / cost - 1):+.1f} % (one seed)"
-        elif variant in runs:
-            values = [run["points"][-1][2] for run in runs[variant]]
-            diff, low, high = study.welch_interval(values, [run["points"][-1][2] for run in runs["baseline"]])
-            worth, worth_low, worth_high = study.break_even(line, values, 400)
-            cells[1:4] = [str(len(values)), f"{diff:+.4f} [{low:+.4f}, {high:+.4f}]",
-                          f"{worth:.3f} [{worth_low:.3f}, {worth_high:.3f}]"]
-            if cost:
-                cells[5] = (f"{100 * (worth / cost - 1):+.1f} % [{100 * (worth_low / cost - 1):+.1f}, "
-                            f"{100 * (worth_high / cost - 1):+.1f}]")
+                ahead = [f"{100 * (w / cost - 1):+.1f}" for w in worths]
+                cells[5] = f"{ahead[0]} % (one seed)" if len(ahead) == 1 else f"{ahead[0]} % [{ahead[1]}, {ahead[2]}]"
         rows.append("| " + " | ".join(cells) + " |")
     return rows
 

@@ -1,7 +1,7 @@
 """The GPU check: what every change to train_gpt.py, data/ or the records scripts passes on one GPU before it
 lands, since CI runs on CPU without compile, FlexAttention or the FP8 head.
 
-    python records/gpu_check.py --data DIR [--name fineweb] [--steps 20] [--lanes 0]
+    python records/gpu_check.py --data DIR [--name fineweb] [--steps 20] [--lanes 0] [--resume]
 
 DIR holds shards from data/fineweb.py (NAME_train_*.bin, NAME_val_*.bin and their byte shards). The checks:
 - the CUDA tests (pytest -m cuda: the head's kernels, FlexAttention's masks, the compiled scan);
@@ -22,6 +22,10 @@ the other families then share the lanes, the slowest first. Each check prints it
 verdict names the commit (and the families, when --families leaves some out), and date, commit, machine,
 verdict and wall time go into records/gpu_checks.md (--table). What each run printed is kept beside its log
 (--logs). Exit status 0 only when every check passed.
+
+A check that a call's time limit cuts can finish in the next call on the same machine: --resume with the same
+--logs reads back each run that passed there (its kept output ends in exit status 0, and --logs names the
+same commit) and runs the rest; the verdict says how many were read back, and the wall time is this call's.
 """
 import argparse
 import math
@@ -51,19 +55,33 @@ LANE_MIB = 40 * 1024  # a family's run at its peak (34 GiB allocated) with room 
 REHEARSAL = f"2 ranks rehearsed against the {REHEARSED}'s step 1"
 REHEARSAL_TOLERANCE = 1e-4
 TABLE_HEADER = "| date | commit | machine | verdict | wall time |\n| --- | --- | --- | --- | --- |\n"
+EXIT_MARK = "\n[gpu_check] exit status: "  # ends each kept output, for --resume
 
 
 def run(command: list[str], timeout: float, printed: Path | None = None) -> tuple[bool, str]:
-    """Runs a command in the repository root; whether it exited 0, and what it printed (kept in printed too)."""
+    """Runs a command in the repository root; whether it exited 0, and what it printed (kept in printed too,
+    with its exit status last)."""
     try:
         result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
-        ok, output = result.returncode == 0, result.stdout + result.stderr
+        ok, output, status = result.returncode == 0, result.stdout + result.stderr, str(result.returncode)
     except subprocess.TimeoutExpired:
-        ok, output = False, f"timed out after {timeout:.0f} s"
+        ok, output, status = False, f"timed out after {timeout:.0f} s", "timed out"
     if printed is not None:
         printed.parent.mkdir(parents=True, exist_ok=True)
-        printed.write_text(output)
+        printed.write_text(f"{output}{EXIT_MARK}{status}\n")
     return ok, output
+
+
+def run_kept(name: str, command: list[str], args) -> tuple[bool, str]:
+    """run(command), its output kept under the name; with --resume, a run that an earlier invocation on the
+    same commit ended with exit status 0 is read from what it kept instead of run again."""
+    path = printed_path(args, name)
+    if args.resume and path.is_file():
+        output, mark, status = path.read_text().rpartition(EXIT_MARK)
+        if mark and status.strip() == "0":
+            args.resumed.append(name)
+            return True, output
+    return run(command, args.timeout, path)
 
 
 def printed_path(args, name: str) -> Path:
@@ -104,8 +122,8 @@ def judge_run(ok: bool, printed: str) -> tuple[bool, str]:
 
 
 def check_cuda_tests(args) -> tuple[bool, str]:
-    ok, printed = run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests"],
-                      args.timeout)
+    ok, printed = run_kept("cuda_tests", [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider",
+                                         "tests"], args)
     summary = next((line for line in reversed(printed.splitlines()) if re.search(r"\d+ (passed|failed)", line)), "")
     if ok and "skipped" in summary:
         return False, f"{summary.strip('= ')}: a CUDA test skipped on the GPU"
@@ -125,7 +143,7 @@ def family_command(name: str, args, *changes: str) -> list[str]:
 
 
 def check_family(name: str, args) -> tuple[bool, str]:
-    return judge_run(*run(family_command(name, args), args.timeout, printed_path(args, name)))
+    return judge_run(*run_kept(name, family_command(name, args), args))
 
 
 def side_by_side(run_results: list[tuple[str, bool, str]], lanes: int) -> tuple[str, bool, str]:
@@ -151,7 +169,7 @@ def check_rehearsal(args) -> tuple[bool, str]:
         single = first_step_loss(True, printed_path(args, REHEARSED).read_text())[0]
     command = family_command(REHEARSED, args, "--stop_step=1", "--rehearse=1", f"--log_dir={args.logs / 'two_ranks'}")
     command[1:1] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    rehearsed, why = first_step_loss(*run(command, args.timeout, printed_path(args, "two_ranks")))
+    rehearsed, why = first_step_loss(*run_kept("two_ranks", command, args))
     if single is None or rehearsed is None:
         return False, f"{REHEARSED}: {'no loss' if single is None else single}; 2 ranks: {why or rehearsed}"
     gap = abs(single - rehearsed)
@@ -191,6 +209,18 @@ def commit() -> str:
     return git_commit()
 
 
+def mark_commit(path: Path, code: str, resume: bool) -> None:
+    """Names the commit that the kept outputs in path's folder belong to; with resume, they must be code's."""
+    if resume:
+        kept = path.read_text().strip() if path.is_file() else "no commit"
+        if kept != code:
+            raise SystemExit(f"error: --resume: {path.parent} holds the check of {kept}, not {code}; give the --logs "
+                             "of this commit's earlier call, or drop --resume")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(code + "\n")
+
+
 def append_row(table: Path, row: str) -> None:
     if not table.exists():
         table.write_text("# GPU checks\n\nOne line per run of `records/gpu_check.py` (README, Contributing).\n\n"
@@ -215,6 +245,8 @@ def main(argv=None) -> int:
                         "checkout's, marked * where its files differ): for a copy of a tree whose repository is not "
                         "at that commit")
     parser.add_argument("--table", type=Path, default=ROOT / "records" / "gpu_checks.md", help="the table of checks")
+    parser.add_argument("--resume", action="store_true", help="read each check that an earlier invocation with "
+                        "these --logs passed, on the same commit, from its kept output; run the rest")
     args = parser.parse_args(argv)
     families = args.families.split(",")
     if unknown := [f for f in families if f not in FAMILIES]:
@@ -234,6 +266,8 @@ def main(argv=None) -> int:
     machine, memory_mib = found
     args.lanes = args.lanes or min(3, max(2, memory_mib // LANE_MIB))
     start, code = time.monotonic(), args.commit or commit()
+    args.resumed = []
+    mark_commit(args.logs / "commit.txt", code, args.resume)
     trained = [(family_label(name), partial(check_family, name, args)) for name in families]
     first, rest = [("CUDA tests", partial(check_cuda_tests, args)), *trained[:args.lanes]], trained[args.lanes:]
     last = [(REHEARSAL, partial(check_rehearsal, args))] if REHEARSED in families else []
@@ -248,6 +282,8 @@ def main(argv=None) -> int:
     verdict = f"{'pass' if passed == len(checks) else 'FAIL'} ({passed} of {len(checks)})"
     if families != FAMILIES:
         verdict += f", families {','.join(families)} only"
+    if args.resumed:
+        verdict += f"; {len(args.resumed)} of them read from an earlier call's output (--resume)"
     print(f"GPU check of {code}: {verdict} on {machine} in {seconds:.0f} s ({args.lanes} at a time)")
     append_row(args.table, f"| {time.strftime('%Y-%m-%d')} | `{code}` | {machine} | {verdict} | {seconds:.0f} s |")
     return 0 if passed == len(checks) else 1

@@ -549,3 +549,90 @@ def test_every_variant_names_constants_the_trainer_takes():
     configs = {name: T.parse_args(flags) for name, flags in bench_mot.VARIANTS.items()}  # a misspelt one stops
     kept = configs["bigram_prefix_kept"]
     assert (kept.prefix_weight, kept.prefix_decay, configs["bigram_prefix"].prefix_decay) == (0.5, False, True)
+
+
+def load_record21():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("record21", ROOT / "records" / "2026-12-07_step" / "record21.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RECORD_LINES = """x = 1
+assert world_size == 8 # this code is designed for 8xH100
+    train_files = "data/fineweb10B/fineweb_train_*.bin" # input .bin to train on
+    val_files = "data/fineweb10B/fineweb_val_*.bin" # input .bin to eval validation loss on
+    val_tokens = 10485760 # how many tokens of validation data?
+    val_loss_every = 125 # every how many steps to evaluate val loss?
+    last_step = (step == train_steps)
+y = 2
+"""
+
+
+def test_record_code_is_patched_for_one_gpu_line_by_line_and_another_file_refused():
+    record21 = load_record21()
+    assert record21.patch(RECORD_LINES) == """x = 1
+    train_files = "wiki/wiki_train_*.bin" # input .bin to train on
+    val_files = "wiki/wiki_val_*.bin" # input .bin to eval validation loss on
+    val_tokens = 262144 # how many tokens of validation data?
+    val_loss_every = 0 # every how many steps to evaluate val loss?
+    last_step = (step == int(os.environ.get("STOP_STEP", train_steps)))
+y = 2
+"""
+    with pytest.raises(SystemExit, match="occurs 0 times, not once"):
+        record21.patch(RECORD_LINES.replace("val_tokens = 10485760", "val_tokens = 5"))
+    with pytest.raises(SystemExit, match="occurs 2 times, not once"):
+        record21.patch(RECORD_LINES + "    val_loss_every = 125\n")
+
+
+def test_record_log_gives_its_median_and_mean_step():
+    record21 = load_record21()
+    log = "".join(f"step:{step}/1770 train_time:{ms}ms step_avg:1.00ms\n"
+                  for step, ms in [(19, 1890), (20, 2000), (21, 2110), (22, 2221), (23, 2330)])
+    assert record21.step_summary(log + "step:23/1770 val_loss:5.0 train_time:2330ms\n", 21) == (110, 110.0)
+    assert record21.step_summary(log, 20) == (110, 110.0)  # 110, 110, 111, 109
+    with pytest.raises(SystemExit, match="no consecutive step lines from step 30"):
+        record21.step_summary(log, 30)
+
+
+def test_gpu_check_cut_by_a_call_finishes_in_the_next_with_resume(tmp_path, monkeypatch, capsys):
+    """Call 1 passes the tests, baseline and cross and the rehearsal, while ngram outlasts its timeout; call 2
+    with --resume runs ngram alone and reads the rest back; another commit's --logs is refused."""
+    import gpu_check
+    logs, ran = shard_folder(tmp_path / "logs"), []
+    cut = {"ngram"}
+
+    def fake_subprocess_run(command, capture_output, text, cwd, timeout):
+        name = "cuda_tests" if "pytest" in command else next(
+            a for a in command if a.startswith("--log_dir=")).split("/")[-1]
+        ran.append(name)
+        if name in cut:
+            raise subprocess.TimeoutExpired(command, timeout)
+        if name == "cuda_tests":
+            return subprocess.CompletedProcess(command, 0, "4 passed, 264 deselected in 30.1s\n", "")
+        losses = {"two_ranks": [10.825900], "baseline": [10.825837, 9.9]}.get(name, [10.8, 9.5, 8.1])
+        return subprocess.CompletedProcess(command, 0, gpu_check_log(logs / f"{name}.txt", losses), "")
+
+    monkeypatch.setattr(gpu_check.subprocess, "run", fake_subprocess_run)
+    monkeypatch.setattr(gpu_check, "gpu", lambda: ("NVIDIA H100 80GB HBM3", 81559))
+    table, runs = tmp_path / "checks.md", tmp_path / "runs"
+    flags = ["--data", str(logs), "--table", str(table), "--logs", str(runs), "--families", "baseline,cross,ngram",
+             "--lanes", "1", "--commit", "abc1234"]
+    assert gpu_check.main(flags) == 1
+    assert sorted(ran) == ["baseline", "cross", "cuda_tests", "ngram", "two_ranks"]
+    assert (runs / "ngram_printed.txt").read_text().endswith("\n[gpu_check] exit status: timed out\n")
+    capsys.readouterr()
+    ran.clear()
+    cut.clear()
+    assert gpu_check.main([*flags, "--resume"]) == 0
+    assert ran == ["ngram"]
+    printed = capsys.readouterr().out.splitlines()
+    assert "pass  CUDA tests: 4 passed, 264 deselected in 30.1s" in printed
+    assert printed[-2] == ("pass  2 ranks rehearsed against the baseline's step 1: step 1 loss 10.825837 (baseline), "
+                           "10.825900 (2 ranks): agree")
+    assert printed[-1].startswith("GPU check of abc1234: pass (5 of 5), families baseline,cross,ngram only; 4 of them "
+                                  "read from an earlier call's output (--resume) on NVIDIA H100 80GB HBM3 in")
+    assert "| `abc1234` | NVIDIA H100 80GB HBM3 | pass (5 of 5)" in table.read_text().splitlines()[-1]
+    with pytest.raises(SystemExit, match="holds the check of abc1234, not def5678; give the --logs"):
+        gpu_check.main([*flags[:-1], "def5678", "--resume"])
