@@ -14,16 +14,20 @@ todo() {  # the seeds of the list $2 with no log of variant $1 under folder $3 y
   done
   (IFS=,; echo "${seeds[*]}")
 }
-lane() {  # lane NAME "RUN RUN ...", each RUN VARIANT:SEEDS:STEPS:FOLDER[:EXTRA]
-  local name=$1 run variant seeds steps folder extra todo_seeds
-  for run in $2; do
-    IFS=: read variant seeds steps folder extra <<< "$run"
-    todo_seeds=$(todo $variant $seeds $folder)
-    if [ -n "$todo_seeds" ] && [ $(left) -gt 90 ]; then
-      python3 records/short_track.py --data /tmp/wiki --name wiki --out /tmp/res/${folder}_$name --variants $variant \
-        --seeds $todo_seeds --seeds_per_process 12 --steps $steps --deadline $(( $(left) - 30 )) \
-        ${extra:+"--extra=${extra//+/ }"} >> $OUT/lane_$name.txt 2>&1
-    fi
+lane() {  # lane NAME "RUN RUN ...", each RUN VARIANT:SEEDS:STEPS:FOLDER[:EXTRA]; a second pass retries the
+  # seeds of a run that failed (on an 80 GB card, a process starting while the other lane validates can run
+  # out of memory)
+  local name=$1 run variant seeds steps folder extra todo_seeds attempt
+  for attempt in 1 2; do
+    for run in $2; do
+      IFS=: read variant seeds steps folder extra <<< "$run"
+      todo_seeds=$(todo $variant $seeds $folder)
+      if [ -n "$todo_seeds" ] && [ $(left) -gt 90 ]; then
+        python3 records/short_track.py --data /tmp/wiki --name wiki --out /tmp/res/${folder}_$name --variants $variant \
+          --seeds $todo_seeds --seeds_per_process 12 --steps $steps --deadline $(( $(left) - 30 )) \
+          ${extra:+"--extra=${extra//+/ }"} >> $OUT/lane_$name.txt 2>&1
+      fi
+    done
   done
 }
 names=(A B C)
