@@ -15,8 +15,8 @@ todo() {  # the seeds of the list $2 with no log of variant $1 under folder $3 y
   (IFS=,; echo "${seeds[*]}")
 }
 lane() {  # lane NAME "RUN RUN ...", each RUN VARIANT:SEEDS:STEPS:FOLDER[:EXTRA]; a second pass retries the
-  # seeds of a run that failed (on an 80 GB card, a process starting while the other lane validates can run
-  # out of memory)
+  # seeds of a run that failed (on an 80 GB card a run can start while the other lane's process holds most of
+  # the memory, reserved by PyTorch's caching allocator)
   local name=$1 run variant seeds steps folder extra todo_seeds attempt
   for attempt in 1 2; do
     for run in $2; do
