@@ -10,7 +10,8 @@ grep "^|" $OUT/mlp_kernels.txt
 TILES=/tmp/tiles256
 mkdir -p $TILES
 sed 's/^MLP_TILES = ProductTiles()/MLP_TILES = ProductTiles(block_m=256, block_n=128)/' train_gpt.py > $TILES/train_gpt.py
-grep -c "^MLP_TILES = ProductTiles(block_m=256, block_n=128)" $TILES/train_gpt.py
+grep -q "^MLP_TILES = ProductTiles(block_m=256, block_n=128)" $TILES/train_gpt.py || {
+  echo "error: train_gpt.py has no line 'MLP_TILES = ProductTiles()' to retile; update call4.sh's sed"; exit 1; }
 bench() {  # bench NAME OTHER ARGS...: this tree and the other tree, one after the other, into $OUT/NAME.txt
   local name=$1 other=$2; shift 2
   [ $(left) -gt 120 ] || { echo "$name: not reached"; return; }
