@@ -160,6 +160,15 @@ def test_constants_out_of_range_are_one_line_before_any_work(tmp_path, capsys, f
     assert not list(tmp_path.iterdir())  # refused before a log was even opened
 
 
+def test_bench_ranks_under_torchrun_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):
+    """bench_ranks times one rank of a larger run in one process: a torchrun launch (WORLD_SIZE set) is refused."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert T.main(["--smoke", "--bench_ranks=8", f"--log_dir={tmp_path}"]) == 1
+    assert capsys.readouterr().err == "error: bench_ranks=8 times one rank on one process; run it without torchrun\n"
+    assert not list(tmp_path.iterdir())
+
+
 def test_smoke_preset_finds_its_shards_from_any_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = T.parse_args(["--smoke"])
