@@ -64,16 +64,20 @@ def final_losses(arm: list[dict]) -> list[float]:
     return [run["points"][-1][2] for run in arm]
 
 
+def estimate_cell(estimate: list[float], form: str, unit: str = "") -> str:
+    """A value as a cell, with its 95 % interval's ends where it has them, else marked as one seed's."""
+    head = f"{estimate[0]:{form}}{unit}"
+    return f"{head} (one seed)" if len(estimate) == 1 else f"{head} [{estimate[1]:{form}}, {estimate[2]:{form}}]"
+
+
 def measured_cells(values: list[float], baseline: list[float], line) -> tuple[list[str], list[float]]:
     """An arm's seeds, its difference from the baseline and its worth per step as cells, and the worth with its
     interval's ends (one seed: the value alone, no interval)."""
     if len(values) == 1:
-        worth = line.steps_at(values[0]) / 400
-        return ["1", f"{values[0] - study.mean_std(baseline)[0]:+.4f} (one seed)", f"{worth:.3f} (one seed)"], [worth]
-    diff, low, high = study.welch_interval(values, baseline)
-    worth, worth_low, worth_high = study.break_even(line, values, 400)
-    return ([str(len(values)), f"{diff:+.4f} [{low:+.4f}, {high:+.4f}]",
-             f"{worth:.3f} [{worth_low:.3f}, {worth_high:.3f}]"], [worth, worth_low, worth_high])
+        diff, worth = [values[0] - study.mean_std(baseline)[0]], [line.steps_at(values[0]) / 400]
+    else:
+        diff, worth = list(study.welch_interval(values, baseline)), list(study.break_even(line, values, 400))
+    return [str(len(values)), estimate_cell(diff, "+.4f"), estimate_cell(worth, ".3f")], worth
 
 
 def answer_rows(costs: dict[str, float], cost_label: str) -> list[str]:
@@ -92,8 +96,7 @@ def answer_rows(costs: dict[str, float], cost_label: str) -> list[str]:
         if variant in runs:
             cells[1:4], worths = measured_cells(final_losses(runs[variant]), final_losses(runs["baseline"]), line)
             if cost:
-                ahead = [f"{100 * (w / cost - 1):+.1f}" for w in worths]
-                cells[5] = f"{ahead[0]} % (one seed)" if len(ahead) == 1 else f"{ahead[0]} % [{ahead[1]}, {ahead[2]}]"
+                cells[5] = estimate_cell([100 * (w / cost - 1) for w in worths], "+.1f", " %")
         rows.append("| " + " | ".join(cells) + " |")
     return rows
 

@@ -84,6 +84,7 @@ VARIANTS = {
                              "--byte_target_count=2"],
     "bigram_prefix_bytes4": ["--bigram_hash_rows=251520", "--prefix_weight=0.25", "--byte_target_weight=0.25"],
     "bigram_prefix_kept": ["--bigram_hash_rows=251520", "--prefix_weight=0.5", "--prefix_decay=0"],  # held to the end
+    "cross_bigram_prefix": ["--use_mot=1", "--bigram_hash_rows=251520", "--prefix_weight=0.25"],
     "ssm_pool4_bigram_prefix": ["--use_mot=1", "--byte_self_attn=1", "--byte_mixer=ssm", "--byte_pool=4",
                                 "--bigram_hash_rows=251520", "--prefix_weight=0.25"],
     "everything": ["--use_mot=1", "--byte_self_attn=1", "--byte_pool=4", "--bigram_hash_rows=251520",

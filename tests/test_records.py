@@ -551,12 +551,29 @@ def test_every_variant_names_constants_the_trainer_takes():
     assert (kept.prefix_weight, kept.prefix_decay, configs["bigram_prefix"].prefix_decay) == (0.5, False, True)
 
 
-def load_record21():
+def load_step_script(name: str):
+    """A script of records/2026-12-07_step/ as a module, its folder importable (ns_kernels.py imports mlp_kernels)."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location("record21", ROOT / "records" / "2026-12-07_step" / "record21.py")
+    folder = ROOT / "records" / "2026-12-07_step"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_newton_schulz_timing_reads_another_trees_function_and_every_muon_group(tmp_path):
+    import torch
+    import train_gpt as T
+    ns_kernels = load_step_script("ns_kernels")
+    (tmp_path / "train_gpt.py").write_text((ROOT / "train_gpt.py").read_text())
+    grads = torch.randn(3, 24, 16, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(ns_kernels.other_newton_schulz(tmp_path)(grads, 5), T.newton_schulz(grads, 5))
+    (tmp_path / "train_gpt.py").write_text("def newton(grad, steps):\n    return grad\n")
+    with pytest.raises(SystemExit, match="defines no newton_schulz"):
+        ns_kernels.other_newton_schulz(tmp_path)
+    assert ns_kernels.muon_groups() == [(12, 768, 3072), (12, 3072, 768), (11, 3, 768, 768), (11, 768, 768)]
 
 
 RECORD_LINES = """x = 1
@@ -571,7 +588,7 @@ y = 2
 
 
 def test_record_code_is_patched_for_one_gpu_line_by_line_and_another_file_refused():
-    record21 = load_record21()
+    record21 = load_step_script("record21")
     assert record21.patch(RECORD_LINES) == """x = 1
     train_files = "wiki/wiki_train_*.bin" # input .bin to train on
     val_files = "wiki/wiki_val_*.bin" # input .bin to eval validation loss on
@@ -587,13 +604,48 @@ y = 2
 
 
 def test_record_log_gives_its_median_and_mean_step():
-    record21 = load_record21()
+    record21 = load_step_script("record21")
     log = "".join(f"step:{step}/1770 train_time:{ms}ms step_avg:1.00ms\n"
                   for step, ms in [(19, 1890), (20, 2000), (21, 2110), (22, 2221), (23, 2330)])
     assert record21.step_summary(log + "step:23/1770 val_loss:5.0 train_time:2330ms\n", 21) == (110, 110.0)
     assert record21.step_summary(log, 20) == (110, 110.0)  # 110, 110, 111, 109
     with pytest.raises(SystemExit, match="no consecutive step lines from step 30"):
         record21.step_summary(log, 30)
+
+
+def test_collected_logs_are_cut_filed_by_folder_and_never_replace_others(tmp_path):
+    import tarfile
+    import collect_runs
+    log = "import torch\n# the trainer's source\n" + "=" * 100 + "\nstep:1/400 train_loss:10.8\n"
+    runs = tmp_path / "res"
+    for lane, name in [("q2_A", "bytes1_seed0.txt"), ("q2_B", "d21_seed1.txt"), ("study_B", "baseline_seed7.txt")]:
+        (runs / lane).mkdir(parents=True, exist_ok=True)
+        (runs / lane / name).write_text(log + lane)
+    with tarfile.open(tmp_path / "runs.tgz", "w:gz") as archive:
+        for lane in ("q2_A", "q2_B", "study_B"):
+            archive.add(runs / lane, arcname=lane)
+    dest = tmp_path / "records"
+    for source in (tmp_path / "runs.tgz", runs):  # the archive, then the same logs unpacked: nothing changes
+        collect_runs.main([str(source), str(dest), "--commit", "abc1234"])
+        assert sorted(path.relative_to(dest).as_posix() for path in dest.rglob("*")) == [
+            "q2", "q2/bytes1_seed0.txt", "q2/d21_seed1.txt", "study", "study/baseline_seed7.txt"]
+    assert (dest / "q2" / "d21_seed1.txt").read_text() == (
+        "[the log's copy of train_gpt.py is left out here: it is the file of commit abc1234]\n"
+        + "=" * 100 + "\nstep:1/400 train_loss:10.8\nq2_B")
+    (runs / "q2_A" / "bytes2_seed0.txt").write_text(log)
+    (runs / "q2_A" / "bytes1_seed0.txt").write_text(log + "another run")
+    with pytest.raises(SystemExit, match="q2/bytes1_seed0.txt exists and differs"):
+        collect_runs.main([str(runs), str(dest), "--commit", "abc1234"])
+    assert not (dest / "q2" / "bytes2_seed0.txt").exists()  # nothing written when one cannot be
+    (runs / "q2_B" / "bytes2_seed0.txt").write_text(log)
+    with pytest.raises(SystemExit, match=r"q2/bytes2_seed0.txt is in two lanes \(q2_A, q2_B\)"):
+        collect_runs.main([str(runs), str(tmp_path / "elsewhere"), "--commit", "abc1234"])
+    (runs / "q2_B" / "bytes2_seed0.txt").write_text("step:1/400 train_loss:10.8\n")
+    (runs / "q2_A" / "bytes2_seed0.txt").unlink()
+    with pytest.raises(SystemExit, match="q2/bytes2_seed0.txt has no line of 100 '='"):
+        collect_runs.main([str(runs), str(tmp_path / "elsewhere"), "--commit", "abc1234"])
+    with pytest.raises(SystemExit, match="no FOLDER_LANE/VARIANT_seedK.txt logs under"):
+        collect_runs.main([str(tmp_path / "elsewhere"), str(dest), "--commit", "abc1234"])
 
 
 def test_gpu_check_cut_by_a_call_finishes_in_the_next_with_resume(tmp_path, monkeypatch, capsys):

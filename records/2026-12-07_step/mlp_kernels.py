@@ -5,8 +5,8 @@ tiling's (MLP_TILES); a tiling that does not compile gets its one-line error.
 
     python records/2026-12-07_step/mlp_kernels.py [--rows 49152] [--dim 768] [--reps 50]
 
-Prints one Markdown table: microseconds per call (median over --reps), TFLOP/s, and how many entries differ
-from the default tiling's.
+Prints one Markdown table: microseconds per call (--reps calls back to back between two CUDA events, the
+median of 5 such trials), TFLOP/s, and how many entries differ from the default tiling's.
 """
 import argparse
 import statistics
@@ -22,30 +22,32 @@ import train_gpt as T  # noqa: E402
 BASE = T.MLP_TILES
 TILINGS = {  # name: tiling, each a change of the default's
     "default": BASE,
-    "4 stages": replace(BASE, stages=4),
     "128x128, 8 warps": replace(BASE, block_n=128),
     "128x128, 4 warps, 4 stages": replace(BASE, block_n=128, warps=4, stages=4),
     "128x128, 2 stages, 2 per SM": replace(BASE, block_n=128, stages=2, programs_per_sm=2),
     "256x128": replace(BASE, block_m=256, block_n=128),
-    "128x256, 128 deep, 2 stages": replace(BASE, block_k=128, stages=2),
+    "256x128, 2 stages": replace(BASE, block_m=256, block_n=128, stages=2),
+    "256x128, warps specialized": replace(BASE, block_m=256, block_n=128, warp_specialize=True),
     "64x256, 4 warps, 4 stages": replace(BASE, block_m=64, warps=4, stages=4),
     "warps specialized": replace(BASE, warp_specialize=True),
     "128x128, warps specialized": replace(BASE, block_n=128, warp_specialize=True),
 }
 
 
-def median_us(run, reps: int) -> float:
-    """The median time of run() in microseconds, each call timed by CUDA events after 5 untimed ones."""
+def median_us(run, reps: int, trials: int = 5) -> float:
+    """Microseconds per call of run(): reps calls back to back between two CUDA events (a single call's time
+    would include its launch's gap), the median of trials such runs, after 5 untimed calls."""
     for _ in range(5):
         run()
     times = []
-    for _ in range(reps):
+    for _ in range(trials):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        run()
+        for _ in range(reps):
+            run()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end) * 1000)
+        times.append(start.elapsed_time(end) * 1000 / reps)
     return statistics.median(times)
 
 
@@ -57,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Time the MLP's Triton products over tilings.")
     parser.add_argument("--rows", type=int, default=49152, help="tokens per micro-step")
     parser.add_argument("--dim", type=int, default=768, help="model width (the hidden layer is 4 times it)")
-    parser.add_argument("--reps", type=int, default=50, help="timed calls per entry")
+    parser.add_argument("--reps", type=int, default=50, help="calls back to back in each of the 5 timed trials")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("error: no CUDA GPU; the Triton products run on one (compute capability 9.0 and newer)")
