@@ -832,112 +832,20 @@ all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_
 reduce_scatter_single = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
 
 
-def gram_of(x: Tensor) -> Tensor:
-    """x @ x.mT for a batch of (rows, depth) matrices, summed in float32 and rounded once to x's dtype."""
-    return x @ x.mT
-
-
-def polynomial_of(g: Tensor, b: float, c: float) -> Tensor:
-    """b g + c g @ g for a batch of symmetric (rows, rows) matrices, summed in float32 and rounded once."""
-    return torch.baddbmm(g, g, g, beta=b, alpha=c)
-
-
-@torch.library.custom_op("speedrun::gram", mutates_args=())
-def gram(x: Tensor) -> Tensor:
-    """gram_of as one op."""
-    return gram_of(x)
-
-
-@gram.register_fake
-def _(x: Tensor) -> Tensor:
-    return x.new_empty((x.size(0), x.size(1), x.size(1)))
-
-
-@torch.library.custom_op("speedrun::gram_polynomial", mutates_args=())
-def gram_polynomial(g: Tensor, b: float, c: float) -> Tensor:
-    """polynomial_of as one op."""
-    return polynomial_of(g, b, c)
-
-
-@gram_polynomial.register_fake
-def _(g: Tensor, b: float, c: float) -> Tensor:
-    return torch.empty_like(g)
-
-
-GRAM_TILES = ProductTiles(block_n=128, stages=4)  # Newton-Schulz's symmetric products: square tiles
-
-
-if triton is not None:
-    @triton.jit
-    def symmetric_product_kernel(x_ptr, out_ptr, rows, depth, product_scale, input_scale, BLOCK: tl.constexpr,
-                                 BLOCK_K: tl.constexpr, ADD_INPUT: tl.constexpr):
-        """Tile (i, j) = program_id(0, 1) of product_scale x @ x.mT (+ input_scale x, ADD_INPUT, for square
-        x) for matrix program_id(2) of a contiguous batch of (rows, depth) matrices, stored at (i, j) and,
-        mirrored, at (j, i); the programs below the diagonal (j < i) return at once."""
-        i, j, matrix = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
-        if j < i:
-            return
-        x_ptr += matrix * rows * depth
-        out_ptr += matrix * rows * rows
-        row, col, k = i * BLOCK + tl.arange(0, BLOCK), j * BLOCK + tl.arange(0, BLOCK), tl.arange(0, BLOCK_K)
-        total = tl.zeros((BLOCK, BLOCK), dtype=tl.float32)
-        for start in range(0, depth, BLOCK_K):
-            inside_k = (start + k)[None, :] < depth
-            left = tl.load(x_ptr + row[:, None] * depth + start + k[None, :], mask=(row[:, None] < rows) & inside_k,
-                           other=0.0)
-            right = tl.load(x_ptr + col[:, None] * depth + start + k[None, :], mask=(col[:, None] < rows) & inside_k,
-                            other=0.0)
-            total = tl.dot(left, tl.trans(right), total)
-        inside = (row[:, None] < rows) & (col[None, :] < rows)
-        tile = row[:, None] * rows + col[None, :]
-        total = product_scale * total
-        if ADD_INPUT:
-            total += input_scale * tl.load(x_ptr + tile, mask=inside, other=0.0).to(tl.float32)
-        total = total.to(out_ptr.dtype.element_ty)
-        tl.store(out_ptr + tile, total, mask=inside)
-        if j > i:
-            mirrored = (col[:, None] < rows) & (row[None, :] < rows)
-            tl.store(out_ptr + col[:, None] * rows + row[None, :], tl.trans(total), mask=mirrored)
-
-    def symmetric_product(x: Tensor, product_scale: float = 1.0, input_scale: float | None = None,
-                          tiles: ProductTiles = GRAM_TILES) -> Tensor:
-        """symmetric_product_kernel over a batch of (rows, depth) x: product_scale x @ x.mT, plus input_scale x
-        where given (x square and symmetric)."""
-        if tiles.block_m != tiles.block_n:
-            raise ValueError(f"symmetric products need square tiles, got {tiles.block_m} x {tiles.block_n}")
-        x = x.contiguous()
-        count, rows, depth = x.shape
-        out = x.new_empty((count, rows, rows))
-        blocks = triton.cdiv(rows, tiles.block_m)
-        symmetric_product_kernel[(blocks, blocks, count)](
-            x, out, rows, depth, product_scale, 0.0 if input_scale is None else input_scale, BLOCK=tiles.block_m,
-            BLOCK_K=tiles.block_k, ADD_INPUT=input_scale is not None, num_warps=tiles.warps, num_stages=tiles.stages)
-        return out
-
-    @gram.register_kernel("cuda")
-    def _(x: Tensor) -> Tensor:
-        return symmetric_product(x) if runs_fused(x) else gram_of(x)
-
-    @gram_polynomial.register_kernel("cuda")
-    def _(g: Tensor, b: float, c: float) -> Tensor:
-        return symmetric_product(g, product_scale=c, input_scale=b) if runs_fused(g) else polynomial_of(g, b, c)
-
-
 def newton_schulz(grad: Tensor, steps: int) -> Tensor:
     """Approximately orthogonalizes the last two dims of grad (singular values land near 0.7-1.2) with a
-    quintic Newton-Schulz iteration tuned for a steep slope at zero, in bfloat16: x <- a x + (b g + c g^2) x
-    with g = x x^T, each product summed in float32 and rounded once. The two symmetric products are ops that
-    compute one triangle on CUDA. The result is contiguous in grad's shape (a collective can send it as it
-    is)."""
+    quintic Newton-Schulz iteration tuned for a steep slope at zero, in bfloat16. The result is contiguous
+    in grad's shape (a collective can send it as it is)."""
     a, b, c = 3.4445, -4.7750, 2.0315
-    x = grad.bfloat16().reshape(-1, *grad.shape[-2:])
+    x = grad.bfloat16()
     tall = grad.size(-2) > grad.size(-1)
     if tall:
         x = x.mT
     x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
     for _ in range(steps):
-        x = torch.baddbmm(x, gram_polynomial(gram(x), b, c), x, beta=a)
-    return (x.mT if tall else x).contiguous().view(grad.shape)
+        gram = x @ x.mT
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return (x.mT if tall else x).contiguous()
 
 
 def orthogonal_updates(grads: list[Tensor], buffers: list[Tensor], momentum: Tensor, count: int,
@@ -2471,7 +2379,6 @@ KERNEL_FAMILIES = (  # (family, pieces of kernel names), in the order names are 
     ("rms norms and what is fused with them", ("rms_norm",)),
     ("squared ReLU", ("relu",)),
     ("the head's loss", ("logit_",)),
-    ("Newton-Schulz's symmetric products", ("symmetric_product",)),
     ("matrix products", ("nvjet", "gemm", "cutlass", "xmma")),
     ("memory copies and sets", ("Memcpy", "Memset")),
 )

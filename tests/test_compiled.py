@@ -58,7 +58,7 @@ def test_compiled_muon_is_eager_muon():
         results.append([p.detach() for p in params])
     moved = [p - 1 for p in results[0]]
     assert all(step.abs().mean() > 1e-2 for step in moved)  # every matrix moved
-    # Newton-Schulz runs in bfloat16, where inductor keeps the input's norm in float32 and eager rounds it:
-    # 1-2 % apart after two steps (the shape's scale alone, if lost, would be 22 %)
+    # Newton-Schulz runs in bfloat16, where inductor rounds a fused sum once and eager rounds each product:
+    # 3-4 % apart after two steps (the shape's scale alone, if lost, would be 22 %)
     for got, step in zip(results[1], moved):
-        assert (got - 1 - step).norm() < 0.04 * step.norm()
+        assert (got - 1 - step).norm() < 0.06 * step.norm()

@@ -1,12 +1,10 @@
 #!/bin/bash
-# call 4, a fresh machine: Muon's Newton-Schulz and its symmetric products alone, this tree's against 0ffb26d's
-# train_gpt.py (in the ignored .devdata/at0ffb); this tree's step against 0ffb26d's in issue 36's three regimes,
-# one micro-step per step first; the step with the MLP's 256 x 128 tiles (a copy of this tree's train_gpt.py
-# with only MLP_TILES changed) against this tree's, as one rank of 8; the MLP's products over tilings.
+# call 4, a fresh machine: this tree's step against 0ffb26d's train_gpt.py (in the ignored .devdata/at0ffb) in
+# issue 36's three regimes, one micro-step per step first; the step with the MLP's 256 x 128 tiles (a copy of
+# this tree's train_gpt.py with only MLP_TILES changed) against this tree's, as one rank of 8; the MLP's
+# products over tilings.
 #   LIMIT=585 bash records/2026-12-07_step/call4.sh
 source records/2026-12-07_answer/common.sh
-timeout 150 python3 records/2026-12-07_step/ns_kernels.py --against .devdata/at0ffb > $OUT/ns_kernels.txt 2>&1
-grep "^|" $OUT/ns_kernels.txt
 TILES=/tmp/tiles256
 mkdir -p $TILES
 sed 's/^MLP_TILES = ProductTiles()/MLP_TILES = ProductTiles(block_m=256, block_n=128)/' train_gpt.py > $TILES/train_gpt.py
